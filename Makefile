@@ -1,0 +1,24 @@
+# snowflake: 64-bit, time-ordered, globally unique IDs for PostgreSQL
+
+MODULE_big = snowflake
+OBJS = \
+	src/snowflake.o \
+	src/settings.o \
+	src/shared_state.o \
+	src/generator.o \
+	src/functions.o
+PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
+
+EXTENSION = snowflake
+DATA = snowflake--1.0.sql
+
+# pg_regress starts its own preloaded throwaway server (no installcheck
+# against a stranger's server is needed).
+REGRESS = layout functions errors status search_path
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
+
+PG_CPPFLAGS = -I$(srcdir)/src
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

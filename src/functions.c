@@ -1,0 +1,374 @@
+/*-------------------------------------------------------------------------
+ *
+ * functions.c
+ *	  The SQL-callable functions: issue, decode, compose, report status.
+ *
+ * Argument checks and conversions between IDs and timestamps live here;
+ * making IDs is the generator's job (generator.c) and the bit layout is
+ * layout.h's.  Every decode and compose function exists in two forms: one
+ * reading snowflake.epoch (STABLE) and one taking the epoch as an argument
+ * (IMMUTABLE, for index expressions and partition bounds).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "common/int.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "generator.h"
+#include "layout.h"
+#include "settings.h"
+#include "shared_state.h"
+
+PG_MODULE_MAGIC;
+
+#define FUNCTIONS_MAX_BATCH 1000000
+
+static void
+functions_check_id(int64 id)
+{
+	if (id < 0)
+		ereport(ERROR,
+				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				errmsg("snowflake ID %lld is negative", (long long) id),
+				errdetail("Snowflake IDs are positive 64-bit integers."));
+}
+
+static void
+functions_check_epoch(TimestampTz epoch)
+{
+	if (TIMESTAMP_NOT_FINITE(epoch))
+		ereport(ERROR,
+				errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				errmsg("snowflake epoch must be finite"));
+}
+
+/* epoch + millis, or false when that is not a valid timestamptz */
+static bool
+functions_millis_to_timestamp(TimestampTz epoch, int64 millis,
+							  TimestampTz *result)
+{
+	return !pg_add_s64_overflow(epoch, millis * 1000, result) &&
+		IS_VALID_TIMESTAMP(*result);
+}
+
+static TimestampTz
+functions_id_to_timestamp(int64 id, TimestampTz epoch)
+{
+	TimestampTz result;
+
+	functions_check_id(id);
+	functions_check_epoch(epoch);
+	if (!functions_millis_to_timestamp(epoch, snowflake_millis(id), &result))
+		ereport(ERROR,
+				errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				errmsg("timestamp of snowflake ID %lld is out of range for epoch %s",
+					   (long long) id, timestamptz_to_str(epoch)));
+	return result;
+}
+
+static void pg_attribute_noreturn()
+functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch)
+{
+	TimestampTz last;
+	char	   *epoch_text = pstrdup(timestamptz_to_str(epoch));
+
+	ereport(ERROR,
+			errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+			errmsg("timestamp %s is outside the range of snowflake IDs",
+				   timestamptz_to_str(ts)),
+			functions_millis_to_timestamp(epoch, SNOWFLAKE_MAX_MILLIS, &last) ?
+			errdetail("With epoch %s, IDs cover %s to %s.",
+					  epoch_text, epoch_text, timestamptz_to_str(last)) :
+			errdetail("IDs cannot be earlier than the epoch %s.", epoch_text));
+}
+
+static int64
+functions_compose(TimestampTz ts, int32 node, int32 sequence,
+				  TimestampTz epoch)
+{
+	int64		micros;
+
+	functions_check_epoch(epoch);
+	if (node < 0 || node > SNOWFLAKE_MAX_NODE)
+		ereport(ERROR,
+				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				errmsg("node id %d is out of range", node),
+				errdetail("A node id is from 0 to %d.", SNOWFLAKE_MAX_NODE));
+	if (sequence < 0 || sequence > SNOWFLAKE_MAX_SEQUENCE)
+		ereport(ERROR,
+				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				errmsg("sequence %d is out of range", sequence),
+				errdetail("A sequence is from 0 to %d.", SNOWFLAKE_MAX_SEQUENCE));
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		pg_sub_s64_overflow(ts, epoch, &micros) ||
+		micros < 0 || micros / 1000 > SNOWFLAKE_MAX_MILLIS)
+		functions_report_timestamp_out_of_range(ts, epoch);
+
+	return snowflake_compose(micros / 1000, node, sequence);
+}
+
+static Datum
+functions_decode(FunctionCallInfo fcinfo, int64 id, TimestampTz epoch)
+{
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	values[0] = TimestampTzGetDatum(functions_id_to_timestamp(id, epoch));
+	values[1] = Int32GetDatum(snowflake_node_of(id));
+	values[2] = Int32GetDatum(snowflake_sequence_of(id));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_nextval);
+Datum
+snowflake_nextval(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(generator_next_id());
+}
+
+typedef struct BatchState
+{
+	int32		remaining;
+	int64		next;			/* next ID to return from the taken chunk */
+	int64		chunk_end;		/* last ID of the taken chunk */
+} BatchState;
+
+/*
+ * Hands out n IDs, taking them from the generator one millisecond's chunk
+ * (one compare-and-swap) at a time.
+ */
+PG_FUNCTION_INFO_V1(snowflake_nextval_batch);
+Datum
+snowflake_nextval_batch(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	BatchState *state;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		int32		n = PG_GETARG_INT32(0);
+
+		if (n < 1 || n > FUNCTIONS_MAX_BATCH)
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("batch size %d is out of range", n),
+					errdetail("snowflake_nextval_batch() hands out 1 to %d IDs per call.",
+							  FUNCTIONS_MAX_BATCH));
+		funcctx = SRF_FIRSTCALL_INIT();
+		state = MemoryContextAlloc(funcctx->multi_call_memory_ctx,
+								   sizeof(BatchState));
+		state->remaining = n;
+		state->next = 0;
+		state->chunk_end = -1;
+		funcctx->user_fctx = state;
+	}
+	funcctx = SRF_PERCALL_SETUP();
+	state = funcctx->user_fctx;
+
+	if (state->remaining > 0)
+	{
+		int64		id;
+
+		if (state->next > state->chunk_end)
+		{
+			int			taken;
+
+			state->next = generator_take(Min(state->remaining,
+											 SNOWFLAKE_IDS_PER_MILLI),
+										 &taken);
+			state->chunk_end = state->next + taken - 1;
+		}
+		id = state->next++;
+		state->remaining--;
+		SRF_RETURN_NEXT(funcctx, Int64GetDatum(id));
+	}
+	SRF_RETURN_DONE(funcctx);
+}
+
+PG_FUNCTION_INFO_V1(snowflake_timestamp);
+Datum
+snowflake_timestamp(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(functions_id_to_timestamp(PG_GETARG_INT64(0),
+													snowflake_epoch));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_timestamp_at_epoch);
+Datum
+snowflake_timestamp_at_epoch(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(functions_id_to_timestamp(PG_GETARG_INT64(0),
+													PG_GETARG_TIMESTAMPTZ(1)));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_node);
+Datum
+snowflake_node(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+
+	functions_check_id(id);
+	PG_RETURN_INT32(snowflake_node_of(id));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_sequence);
+Datum
+snowflake_sequence(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+
+	functions_check_id(id);
+	PG_RETURN_INT32(snowflake_sequence_of(id));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_decode);
+Datum
+snowflake_decode(PG_FUNCTION_ARGS)
+{
+	return functions_decode(fcinfo, PG_GETARG_INT64(0), snowflake_epoch);
+}
+
+PG_FUNCTION_INFO_V1(snowflake_decode_at_epoch);
+Datum
+snowflake_decode_at_epoch(PG_FUNCTION_ARGS)
+{
+	return functions_decode(fcinfo, PG_GETARG_INT64(0),
+							PG_GETARG_TIMESTAMPTZ(1));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_from_timestamp);
+Datum
+snowflake_from_timestamp(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(functions_compose(PG_GETARG_TIMESTAMPTZ(0),
+									  PG_GETARG_INT32(1),
+									  PG_GETARG_INT32(2),
+									  snowflake_epoch));
+}
+
+PG_FUNCTION_INFO_V1(snowflake_from_timestamp_at_epoch);
+Datum
+snowflake_from_timestamp_at_epoch(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(functions_compose(PG_GETARG_TIMESTAMPTZ(0),
+									  PG_GETARG_INT32(1),
+									  PG_GETARG_INT32(2),
+									  PG_GETARG_TIMESTAMPTZ(3)));
+}
+
+static const char *
+functions_state_name(SnowflakePhase phase)
+{
+	switch (phase)
+	{
+		case SNOWFLAKE_PHASE_READY:
+			return "ready";
+		case SNOWFLAKE_PHASE_NO_NODE_ID:
+			return "no_node_id";
+		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
+			return "error";
+	}
+	return "error";
+}
+
+/* Column numbers of snowflake_status(), as declared in the install script. */
+enum
+{
+	STATUS_NODE_ID,
+	STATUS_NODE_SOURCE,
+	STATUS_STATE,
+	STATUS_LEASE_ID,
+	STATUS_LEASE_EXPIRES_AT,
+	STATUS_HIGH_WATER,
+	STATUS_LAST_TIMESTAMP,
+	STATUS_IDS_GENERATED,
+	STATUS_SEQUENCE_EXHAUSTIONS,
+	STATUS_CLOCK_ROLLBACKS,
+	STATUS_NODE_MIGRATIONS,
+	STATUS_ETCD_ERRORS,
+	STATUS_LAST_ERROR,
+	STATUS_RESERVATION_LATENCY_MS,
+	STATUS_ETCD_LATENCY_MS,
+	STATUS_COLUMNS
+};
+
+/*
+ * One row describing the generator.  Columns for parts this version does not
+ * have (etcd leases, the persisted high-water mark) are NULL.
+ */
+PG_FUNCTION_INFO_V1(snowflake_status);
+Datum
+snowflake_status(PG_FUNCTION_ARGS)
+{
+	SnowflakeShared *shared = snowflake_shared;
+	TupleDesc	tupdesc;
+	Datum		values[STATUS_COLUMNS];
+	bool		nulls[STATUS_COLUMNS];
+	SnowflakePhase phase;
+	int64		last_id;
+	uint64		ids_generated;
+	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+
+	if (shared == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("snowflake must be loaded via shared_preload_libraries"),
+				errhint("Add snowflake to shared_preload_libraries in postgresql.conf "
+						"and restart the server."));
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	if (tupdesc->natts != STATUS_COLUMNS)
+		elog(ERROR, "snowflake_status() declared with %d columns, expected %d",
+			 tupdesc->natts, STATUS_COLUMNS);
+
+	memset(nulls, true, sizeof(nulls));
+	phase = (SnowflakePhase) pg_atomic_read_u32(&shared->phase);
+	last_id = (int64) pg_atomic_read_u64(&shared->last_id);
+	ids_generated = shared_state_ids_generated();
+	shared_state_get_last_error(last_error);
+
+	if (phase == SNOWFLAKE_PHASE_READY)
+	{
+		values[STATUS_NODE_ID] = Int32GetDatum(snowflake_node_of(last_id));
+		nulls[STATUS_NODE_ID] = false;
+	}
+	values[STATUS_NODE_SOURCE] =
+		CStringGetTextDatum(settings_node_source_name(snowflake_node_source));
+	nulls[STATUS_NODE_SOURCE] = false;
+	values[STATUS_STATE] = CStringGetTextDatum(functions_state_name(phase));
+	nulls[STATUS_STATE] = false;
+	if (ids_generated > 0)
+	{
+		values[STATUS_LAST_TIMESTAMP] =
+			TimestampTzGetDatum(snowflake_epoch + snowflake_millis(last_id) * 1000);
+		nulls[STATUS_LAST_TIMESTAMP] = false;
+	}
+	values[STATUS_IDS_GENERATED] = Int64GetDatum((int64) ids_generated);
+	nulls[STATUS_IDS_GENERATED] = false;
+	values[STATUS_SEQUENCE_EXHAUSTIONS] =
+		Int64GetDatum((int64) pg_atomic_read_u64(&shared->sequence_exhaustions));
+	nulls[STATUS_SEQUENCE_EXHAUSTIONS] = false;
+	values[STATUS_CLOCK_ROLLBACKS] =
+		Int64GetDatum((int64) pg_atomic_read_u64(&shared->clock_rollbacks));
+	nulls[STATUS_CLOCK_ROLLBACKS] = false;
+	if (last_error[0] != '\0')
+	{
+		values[STATUS_LAST_ERROR] = CStringGetTextDatum(last_error);
+		nulls[STATUS_LAST_ERROR] = false;
+	}
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

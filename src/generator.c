@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ *
+ * generator.c
+ *	  Makes IDs: one compare-and-swap on the shared last_id per millisecond
+ *	  touched.
+ *
+ * generator_take() reads the shared last ID, reads the clock, and moves the
+ * last ID forward with one compare-and-swap: to the clock's millisecond with
+ * sequence 0 when the clock is ahead, otherwise by the number of IDs taken
+ * within the same millisecond.  No lock, no allocation, no system call but
+ * the clock read.  When a millisecond is full it waits for the next one
+ * (briefly sleeping, then spinning the last microseconds), so an ID's
+ * timestamp is never ahead of the clock.  A clock that stepped back is
+ * ridden out from the last millisecond while its sequence lasts, then waited
+ * for up to snowflake.max_clock_rollback; an ID is never issued twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+#include "generator.h"
+#include "layout.h"
+#include "settings.h"
+#include "shared_state.h"
+
+/*
+ * pg_usleep() oversleeps by the kernel's timer slack (50us by default), so
+ * the last stretch before the next millisecond is spun rather than slept.
+ */
+#define GENERATOR_SPIN_MICROS	80
+
+/* Longest single sleep while waiting out a clock step, for interrupts. */
+#define GENERATOR_MAX_SLEEP_MICROS	100000
+
+#define UNIX_TO_POSTGRES_MICROS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+/* Microseconds since snowflake.epoch by the wall clock. */
+static inline int64
+generator_clock_micros(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000 -
+		UNIX_TO_POSTGRES_MICROS - snowflake_epoch;
+}
+
+static int64
+generator_monotonic_micros(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
+}
+
+static char *
+generator_millis_to_str(int64 millis)
+{
+	return pstrdup(timestamptz_to_str(snowflake_epoch + millis * 1000));
+}
+
+/*
+ * Raise an error and leave its text in shared memory for
+ * snowflake_status().last_error.
+ */
+static void pg_attribute_noreturn()
+generator_fail(int sqlstate, const char *message, const char *detail,
+			   const char *hint)
+{
+	shared_state_set_last_error(message);
+	ereport(ERROR,
+			errcode(sqlstate),
+			errmsg("%s", message),
+			detail ? errdetail("%s", detail) : 0,
+			hint ? errhint("%s", hint) : 0);
+}
+
+static void pg_attribute_noreturn()
+generator_report_unavailable(void)
+{
+	if (snowflake_shared == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("snowflake must be loaded via shared_preload_libraries"),
+				errhint("Add snowflake to shared_preload_libraries in postgresql.conf, "
+						"set snowflake.node_id, and restart the server."));
+
+	switch ((SnowflakePhase) pg_atomic_read_u32(&snowflake_shared->phase))
+	{
+		case SNOWFLAKE_PHASE_NO_NODE_ID:
+			generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+						   "snowflake.node_id is not set",
+						   "No ID is issued without a node id. The server started with "
+						   "snowflake.node_id = -1; a value outside 0..1023 in the "
+						   "configuration is rejected at start-up with a warning in the "
+						   "server log.",
+						   "Set snowflake.node_id to a number from 0 to 1023, unique "
+						   "among your servers, in postgresql.conf and restart the "
+						   "server.");
+		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
+			generator_fail(ERRCODE_INVALID_PARAMETER_VALUE,
+						   psprintf("snowflake is not issuing IDs because the configured value "
+									"of %s was rejected at server start",
+									snowflake_rejected_setting),
+						   "PostgreSQL fell back to the setting's default, which this "
+						   "server was not configured to use.",
+						   psprintf("See the server log for why, correct %s in "
+									"postgresql.conf and restart the server.",
+									snowflake_rejected_setting));
+		case SNOWFLAKE_PHASE_READY:
+			break;
+	}
+	elog(ERROR, "snowflake generator in unexpected phase");
+}
+
+static void pg_attribute_noreturn()
+generator_report_clock_out_of_range(int64 now_millis)
+{
+	generator_fail(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE,
+				   psprintf("the clock reads %s, outside the range of IDs for "
+							"snowflake.epoch %s",
+							generator_millis_to_str(now_millis),
+							timestamptz_to_str(snowflake_epoch)),
+				   psprintf("IDs cover %s to %s.",
+							generator_millis_to_str(0),
+							generator_millis_to_str(SNOWFLAKE_MAX_MILLIS)),
+				   "Check the system clock.");
+}
+
+/*
+ * Wait until the clock has passed last_millis: for a moment when the
+ * millisecond is merely full, longer after a backward clock step.  Raises
+ * when the clock is behind by more than snowflake.max_clock_rollback, or
+ * when the wait outlasts snowflake.wait_timeout (a full millisecond is
+ * always given the one millisecond it needs).
+ */
+static void
+generator_wait_past(int64 last_millis)
+{
+	int64		started = generator_monotonic_micros();
+	int64		limit = (int64) snowflake_wait_timeout * 1000 + 1000;
+
+	for (;;)
+	{
+		int64		now_micros = generator_clock_micros();
+		int64		now_millis = now_micros / 1000;
+		int64		behind = last_millis - now_millis;
+		int64		remaining;
+
+		if (behind < 0)
+			return;
+
+		if (behind == 0)
+			shared_state_count_once(&snowflake_shared->exhaustion_counted_at,
+									&snowflake_shared->sequence_exhaustions,
+									last_millis);
+		else
+		{
+			shared_state_count_once(&snowflake_shared->rollback_counted_at,
+									&snowflake_shared->clock_rollbacks,
+									last_millis);
+			if (behind > snowflake_max_clock_rollback)
+				generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+							   psprintf("the clock moved backwards by %lld ms, more than "
+										"snowflake.max_clock_rollback (%d ms)",
+										(long long) behind,
+										snowflake_max_clock_rollback),
+							   psprintf("The last ID was issued at %s; the clock reads %s. "
+										"No ID is issued until the clock passes the last one.",
+										generator_millis_to_str(last_millis),
+										generator_millis_to_str(now_millis)),
+							   "Correct the system clock. IDs resume by themselves once "
+							   "it passes the last issued timestamp.");
+		}
+
+		if (generator_monotonic_micros() - started > limit)
+			generator_fail(ERRCODE_LOCK_NOT_AVAILABLE,
+						   psprintf("snowflake_nextval() timed out after %d ms waiting "
+									"for the clock to pass the last issued ID",
+									snowflake_wait_timeout),
+						   psprintf("The clock is %lld ms behind the last issued ID.",
+									(long long) behind),
+						   "Raise snowflake.wait_timeout or correct the system clock.");
+
+		remaining = (last_millis + 1) * 1000 - now_micros;
+		if (remaining > GENERATOR_SPIN_MICROS)
+			pg_usleep(Min(remaining - GENERATOR_SPIN_MICROS,
+						  GENERATOR_MAX_SLEEP_MICROS));
+		else
+			pg_spin_delay();
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Take up to 'wanted' (1..4096) consecutive IDs of one millisecond with one
+ * compare-and-swap.  Returns the first; *taken says how many.
+ */
+int64
+generator_take(int wanted, int *taken)
+{
+	SnowflakeShared *shared = snowflake_shared;
+	uint64		last_id;
+
+	Assert(wanted >= 1 && wanted <= SNOWFLAKE_IDS_PER_MILLI);
+
+	if (unlikely(shared == NULL ||
+				 pg_atomic_read_u32(&shared->phase) != SNOWFLAKE_PHASE_READY))
+		generator_report_unavailable();
+
+	/* Read last_id before the clock, so a clock reading is never stale. */
+	last_id = pg_atomic_read_u64(&shared->last_id);
+	for (;;)
+	{
+		int64		now_millis = generator_clock_micros() / 1000;
+		int64		last_millis = snowflake_millis((int64) last_id);
+		int			last_sequence = snowflake_sequence_of((int64) last_id);
+		int64		first;
+		int			count;
+
+		if (unlikely(now_millis < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
+			generator_report_clock_out_of_range(now_millis);
+
+		if (likely(now_millis > last_millis))
+		{
+			first = snowflake_compose(now_millis,
+									  snowflake_node_of((int64) last_id), 0);
+			count = wanted;
+		}
+		else if (last_sequence < SNOWFLAKE_MAX_SEQUENCE)
+		{
+			if (unlikely(now_millis < last_millis))
+				shared_state_count_once(&shared->rollback_counted_at,
+										&shared->clock_rollbacks,
+										last_millis);
+			first = (int64) last_id + 1;
+			count = Min(wanted, SNOWFLAKE_MAX_SEQUENCE - last_sequence);
+		}
+		else
+		{
+			generator_wait_past(last_millis);
+			last_id = pg_atomic_read_u64(&shared->last_id);
+			continue;
+		}
+
+		if (pg_atomic_compare_exchange_u64(&shared->last_id, &last_id,
+										   (uint64) (first + count - 1)))
+		{
+			if (snowflake_millis(first) != last_millis)
+				pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+										last_sequence + 1);
+			*taken = count;
+			return first;
+		}
+		/* Lost the race: last_id now holds the winner's value; go again. */
+	}
+}
+
+int64
+generator_next_id(void)
+{
+	int			taken;
+
+	return generator_take(1, &taken);
+}
+
+int64
+generator_clock_millis(void)
+{
+	return generator_clock_micros() / 1000;
+}

@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.h
+ *	  The snowflake.* configuration parameters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNOWFLAKE_SETTINGS_H
+#define SNOWFLAKE_SETTINGS_H
+
+#include "datatype/timestamp.h"
+
+typedef enum SnowflakeNodeSource
+{
+	SNOWFLAKE_NODE_SOURCE_GUC,
+	SNOWFLAKE_NODE_SOURCE_ETCD
+} SnowflakeNodeSource;
+
+extern int	snowflake_node_id;
+extern int	snowflake_node_source;
+extern TimestampTz snowflake_epoch;
+extern int	snowflake_max_clock_rollback;
+extern int	snowflake_wait_timeout;
+
+/*
+ * Set when the server configuration held a value for one of our
+ * postmaster-level settings that its check rejected while the library was
+ * being preloaded.  PostgreSQL then only warns and keeps the default, which
+ * for the epoch or the node source would mean issuing IDs the operator did
+ * not ask for; the generator refuses instead.
+ */
+extern const char *snowflake_rejected_setting;
+
+extern void SettingsInit(void);
+extern const char *settings_node_source_name(int source);
+
+#endif							/* SNOWFLAKE_SETTINGS_H */

@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * shared_state.h
+ *	  The one generator per server, as it lives in shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNOWFLAKE_SHARED_STATE_H
+#define SNOWFLAKE_SHARED_STATE_H
+
+#include "port/atomics.h"
+#include "storage/spin.h"
+#include "datatype/timestamp.h"
+
+/* Why the generator is or is not issuing IDs. */
+typedef enum SnowflakePhase
+{
+	SNOWFLAKE_PHASE_READY,
+	SNOWFLAKE_PHASE_NO_NODE_ID,
+	SNOWFLAKE_PHASE_SETTINGS_REJECTED
+} SnowflakePhase;
+
+#define SNOWFLAKE_LAST_ERROR_LEN 256
+
+typedef struct SnowflakeShared
+{
+	/*
+	 * The last ID issued, node id bits included.  Issuing an ID is one
+	 * compare-and-swap on this word, so the node id and the (millisecond,
+	 * sequence) pair can never be seen out of step.
+	 */
+	pg_atomic_uint64 last_id;
+
+	pg_atomic_uint32 phase;		/* a SnowflakePhase */
+
+	/*
+	 * ids_generated is derived rather than counted per ID, which would put a
+	 * second contended atomic on the hot path: whoever moves last_id into a
+	 * new millisecond adds the IDs of the finished one here, and the current
+	 * millisecond's count is its sequence + 1.  uncounted_ids is the share of
+	 * that sum that belongs to the starting value of last_id, not to IDs.
+	 */
+	pg_atomic_uint64 ids_in_finished_millis;
+	uint64		uncounted_ids;
+
+	pg_atomic_uint64 sequence_exhaustions;
+	pg_atomic_uint64 clock_rollbacks;
+	/* millisecond of last_id for which each event was last counted */
+	pg_atomic_uint64 exhaustion_counted_at;
+	pg_atomic_uint64 rollback_counted_at;
+
+	slock_t		error_lock;		/* protects last_error */
+	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+} SnowflakeShared;
+
+/* NULL when the library was not preloaded. */
+extern SnowflakeShared *snowflake_shared;
+
+extern void SharedStateInit(void);
+extern void shared_state_set_last_error(const char *message);
+extern void shared_state_get_last_error(char *buf);
+extern uint64 shared_state_ids_generated(void);
+extern bool shared_state_count_once(pg_atomic_uint64 *counted_at,
+									pg_atomic_uint64 *counter,
+									uint64 millis);
+
+#endif							/* SNOWFLAKE_SHARED_STATE_H */

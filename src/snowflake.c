@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * snowflake.c
+ *	  Entry point of the snowflake extension: 64-bit, time-ordered, unique
+ *	  IDs made in shared memory.
+ *
+ * _PG_init only hands over to each part.  Where to look next: generator.c
+ * makes IDs, layout.h is the bit layout, functions.c is the SQL surface,
+ * settings.c the snowflake.* settings, shared_state.c the shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "settings.h"
+#include "shared_state.h"
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	SettingsInit();
+
+	/*
+	 * Without preloading there is no shared memory to put the generator in;
+	 * the decode functions still work, and snowflake_nextval() says what to
+	 * do.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	SharedStateInit();
+}
