@@ -14,7 +14,7 @@ DATA = snowflake--1.0.sql
 
 # pg_regress starts its own preloaded throwaway server (no installcheck
 # against a stranger's server is needed).
-REGRESS = layout functions errors status search_path
+REGRESS = layout functions errors status catalog search_path
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src

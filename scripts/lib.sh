@@ -1,0 +1,61 @@
+# Shared by scripts/demo.sh and scripts/test.sh: install what this machine
+# lacks, build and install the extension, and run things as a user that
+# PostgreSQL agrees to run as.  Sourced, not run.
+
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BIN/pg_config
+PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+
+# as_root CMD...: root runs it as is, anyone else through sudo.
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The user the throwaway servers run as: PostgreSQL refuses root.
+server_user() {
+	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+# as_server_user CMD...: run CMD as that user, with the PostgreSQL binaries
+# first on PATH (a fresh Debian has no initdb on PATH).
+as_server_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"
+	else
+		env PATH="$PG_BIN:$PATH" "$@"
+	fi
+}
+
+# install_packages PKG...: apt-get only what is missing.
+install_packages() {
+	local missing=() pkg
+	for pkg in "$@"; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" ||
+			missing+=("$pkg")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "Installing: ${missing[*]}"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# build_and_install [PG_CFLAGS]: compile warning-free and install into the
+# PostgreSQL 15 directories.
+build_and_install() {
+	make -s -C "$PROJECT_DIR" PG_CONFIG="$PG_CONFIG" clean >/dev/null
+	make -s -C "$PROJECT_DIR" PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-Werror ${1:-}"
+	as_root make -s -C "$PROJECT_DIR" PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
+
+# server_owned_copy: a copy of the project in a fresh temporary directory
+# owned by the server user, since pg_regress and TAP write beside the
+# sources and the clone may belong to root.
+server_owned_copy() {
+	local dir
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/snowflake.XXXXXX")
+	tar -C "$PROJECT_DIR" --exclude=.git -cf - . | tar -C "$dir" -xf -
+	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
+	chmod 755 "$dir"
+	echo "$dir"
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs every test of snowflake: installs what a fresh Debian 12 lacks,
+# builds with -Werror and assertions, installs, then runs the pg_regress
+# suite (sql/, expected/) on its own preloaded throwaway server and each TAP
+# suite (test/t/*.pl) on the servers it starts.  Ends with one line
+# "N passed, N failed" and exits non-zero on any failure.
+#
+#   bash scripts/test.sh                      everything
+#   bash scripts/test.sh test/t/002_x.pl ...  only these TAP suites
+set -uo pipefail
+
+PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+. "$PROJECT_DIR/scripts/lib.sh"
+
+install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
+	libipc-run-perl faketime
+build_and_install "-DUSE_ASSERT_CHECKING" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+work=$(server_owned_copy)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+run_regress() {
+	local out=$work/regress.out ok bad
+	as_server_user make -s -C "$work" PG_CONFIG="$PG_CONFIG" installcheck >"$out" 2>&1
+	cat "$out"
+	ok=$(grep -cE '\.\.\. ok' "$out")
+	bad=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$out")
+	if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
+		bad=1		# pg_regress itself failed before running a test
+	fi
+	[ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+}
+
+run_tap() {
+	local file=$1 log
+	echo "== $file"
+	if (cd "$work" && as_server_user env \
+		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+		TESTDIR="$work" PGXS_DIR="$PGXS_DIR" \
+		prove -I "$PGXS_DIR/src/test/perl" -I "$work/test/lib" "$file"); then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		for log in "$work"/tmp_check/log/*; do
+			[ -f "$log" ] || continue
+			echo "---- tail of $log"
+			tail -n 60 "$log"
+		done
+	fi
+	rm -rf "$work/tmp_check/log"
+}
+
+if [ $# -gt 0 ]; then
+	tap_files=("$@")
+else
+	run_regress
+	tap_files=()
+	for f in "$PROJECT_DIR"/test/t/*.pl; do
+		[ -e "$f" ] && tap_files+=("test/t/$(basename "$f")")
+	done
+fi
+for f in "${tap_files[@]}"; do
+	run_tap "$f"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
