@@ -14,12 +14,31 @@ PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 
 install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
 	libipc-run-perl faketime
-build_and_install "-DUSE_ASSERT_CHECKING" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+passed=0
+failed=0
+
+# The README's first command, as a user runs it: it must make and decode IDs.
+# It builds without assertions, so it runs before the build the suites use.
+run_demo() {
+	local out
+	echo "== scripts/demo.sh"
+	if out=$(bash "$PROJECT_DIR/scripts/demo.sh" 2>&1) &&
+		grep -qE '^ *[0-9]+ \| coffee +\| [0-9-]+ [0-9:.+]+ \| +1 \| +0$' <<<"$out" &&
+		grep -qE '^state +\| ready$' <<<"$out"; then
+		echo "ok: the demo made and decoded IDs"
+		passed=$((passed + 1))
+	else
+		echo "$out"
+		echo "FAILED: the demo did not show decoded IDs on a ready server"
+		failed=$((failed + 1))
+	fi
+}
+
+[ $# -eq 0 ] && run_demo
+build_and_install "-DUSE_ASSERT_CHECKING" || { echo "build failed"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
 
 work=$(server_owned_copy)
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
 
 run_regress() {
 	local out=$work/regress.out ok bad

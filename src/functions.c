@@ -39,6 +39,25 @@ functions_check_id(int64 id)
 				errdetail("Snowflake IDs are positive 64-bit integers."));
 }
 
+static void pg_attribute_noreturn()
+functions_report_not_preloaded(void)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			errmsg("snowflake must be loaded via shared_preload_libraries"),
+			errhint("Add snowflake to shared_preload_libraries in postgresql.conf "
+					"and restart the server, or pass the epoch explicitly."));
+}
+
+/* snowflake.epoch, which exists only when the library was preloaded */
+static TimestampTz
+functions_configured_epoch(void)
+{
+	if (snowflake_shared == NULL)
+		functions_report_not_preloaded();
+	return snowflake_epoch;
+}
+
 static void
 functions_check_epoch(TimestampTz epoch)
 {
@@ -201,7 +220,7 @@ Datum
 snowflake_timestamp(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TIMESTAMPTZ(functions_id_to_timestamp(PG_GETARG_INT64(0),
-													snowflake_epoch));
+													functions_configured_epoch()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_timestamp_at_epoch);
@@ -236,7 +255,8 @@ PG_FUNCTION_INFO_V1(snowflake_decode);
 Datum
 snowflake_decode(PG_FUNCTION_ARGS)
 {
-	return functions_decode(fcinfo, PG_GETARG_INT64(0), snowflake_epoch);
+	return functions_decode(fcinfo, PG_GETARG_INT64(0),
+							functions_configured_epoch());
 }
 
 PG_FUNCTION_INFO_V1(snowflake_decode_at_epoch);
@@ -254,7 +274,7 @@ snowflake_from_timestamp(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(functions_compose(PG_GETARG_TIMESTAMPTZ(0),
 									  PG_GETARG_INT32(1),
 									  PG_GETARG_INT32(2),
-									  snowflake_epoch));
+									  functions_configured_epoch()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_from_timestamp_at_epoch);
@@ -321,11 +341,7 @@ snowflake_status(PG_FUNCTION_ARGS)
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
 	if (shared == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("snowflake must be loaded via shared_preload_libraries"),
-				errhint("Add snowflake to shared_preload_libraries in postgresql.conf "
-						"and restart the server."));
+		functions_report_not_preloaded();
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");

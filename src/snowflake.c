@@ -22,15 +22,14 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	SettingsInit();
-
 	/*
-	 * Without preloading there is no shared memory to put the generator in;
-	 * the decode functions still work, and snowflake_nextval() says what to
-	 * do.
+	 * Without preloading there is no shared memory for the generator, and
+	 * PostgreSQL forbids defining postmaster-level settings: define nothing.
+	 * The functions that need either say how to preload; the others work.
 	 */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
+	SettingsInit();
 	SharedStateInit();
 }

@@ -1,0 +1,485 @@
+#!/usr/bin/env bash
+#
+# bench/run.sh - performance yardsticks of the snowflake extension (SPEC.md
+# section 8), measured on a throwaway PostgreSQL 15 server.
+#
+# What it measures:
+#   1. One session, SELECT snowflake_nextval() over generate_series(1, 1e6):
+#      the generator's rate taken from the IDs themselves (IDs / span of their
+#      millisecond timestamps) against the layout's 4096 IDs/ms (target 95%),
+#      plus wall time and backend CPU time per ID.
+#   2. The same statement with nextval('a sequence') and gen_random_uuid(),
+#      for comparison (reported, no target).
+#   3. snowflake_nextval_batch(1000000): wall time, CPU per ID and rate.
+#   4. pgbench clients inserting single rows keyed by snowflake, bigserial and
+#      uuid, for several client counts: TPS and primary-key index size,
+#      against the targets snowflake >= bigserial, > uuid, and a smaller
+#      index than uuid.
+#   5. Raw figures go to bench/results/latest.tsv (test, key_type, clients,
+#      value, unit) for charting.
+#
+# How to run (from anywhere; takes about three minutes on 2 cores):
+#   bash bench/run.sh
+# as root (the server then runs as the `postgres` user) or as a user that can
+# run PostgreSQL itself.  The extension must be installed first:
+#   make && make install
+#
+# The script is a benchmark, not a test: a missed target is printed as MISS
+# and the exit status is still 0.  It exits non-zero only when something broke.
+#
+set -euo pipefail
+
+readonly PGBIN=/usr/lib/postgresql/15/bin
+export PATH="$PGBIN:$PATH"
+# Plain number formatting, whatever the caller's locale.
+export LC_ALL=C
+
+readonly BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly RESULTS_DIR="$BENCH_DIR/results"
+
+# --- Sizes.  Chosen so that the whole run stays near three minutes. ---
+
+readonly SESSION_IDS=1000000		# values per one-session statement
+readonly SESSION_RUNS=3				# timed runs per statement (median shown)
+readonly LAYOUT_IDS_PER_MS=4096		# 12-bit sequence per millisecond
+readonly RATE_TARGET_PCT=95
+
+readonly CLIENT_COUNTS=(1 4 16)
+readonly ROWS_PER_RUN=48000			# divisible by every client count
+readonly INSERT_REPS=3				# runs per key type and client count
+readonly KEY_TYPES=(snowflake bigserial uuid)
+readonly NOISE_PCT=3				# TPS gap still called "within noise"
+
+WORK_DIR=""		# temp dir: data directory, socket, scratch files
+DATA_DIR=""
+SERVER_LOG=""
+TSV_TMP=""
+START_SECONDS=$SECONDS
+
+# --- Small helpers ---
+
+log() {
+	printf '[%3ds] %s\n' "$((SECONDS - START_SECONDS))" "$*" >&2
+}
+
+die() {
+	printf 'run.sh: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# PostgreSQL refuses to run as root, so root hands the server to `postgres`.
+as_server_user() {
+	if [[ $EUID -eq 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# psql against the benchmark database; unaligned, tuples only, tab-separated.
+psql_bench() {
+	psql -X -q -A -t -F $'\t' -v ON_ERROR_STOP=1 "$@"
+}
+
+sql() {
+	psql_bench -c "$1"
+}
+
+# Median of the numbers on stdin, one per line.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print v[int((NR + 1) / 2)] }'
+}
+
+tsv_add() {	# test key_type clients value unit
+	printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$TSV_TMP"
+}
+
+# --- Server lifecycle ---
+
+# The server listens only on a socket in its own directory, so a port can
+# only clash with the shared-memory key of another server using the same
+# number, or confuse someone reading `ss`; avoid ports anyone is using.
+port_is_free() {
+	local port=$1 dir
+	for dir in /tmp /var/run/postgresql; do
+		[[ -e "$dir/.s.PGSQL.$port" ]] && return 1
+	done
+	# bash's /dev/tcp connects when something listens on that port
+	if (: >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		return 1
+	fi
+	return 0
+}
+
+pick_port() {
+	local try port
+	for try in $(seq 1 50); do
+		port=$((40000 + RANDOM % 20000))
+		if port_is_free "$port"; then
+			echo "$port"
+			return 0
+		fi
+	done
+	die "found no free port"
+}
+
+cleanup() {
+	local status=$?
+	trap - EXIT INT TERM
+	if [[ -n $WORK_DIR && -d $WORK_DIR ]]; then
+		if [[ $status -ne 0 && -s $SERVER_LOG ]]; then
+			echo "--- last lines of the server log ---" >&2
+			tail -n 20 "$SERVER_LOG" >&2 || true
+		fi
+		stop_server
+		rm -rf "$WORK_DIR"
+	fi
+	[[ -n $TSV_TMP ]] && rm -f "$TSV_TMP"
+	exit "$status"
+}
+
+stop_server() {
+	local pid_file="$DATA_DIR/postmaster.pid" pid i
+	[[ -f $pid_file ]] || return 0
+	if as_server_user pg_ctl stop -D "$DATA_DIR" -m fast -w -t 30 >/dev/null 2>&1; then
+		return 0
+	fi
+	# pg_ctl could not do it (e.g. it was interrupted): signal the postmaster.
+	pid=$(head -n 1 "$pid_file" 2>/dev/null || true)
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+start_server() {
+	local port
+	WORK_DIR=$(mktemp -d -t snowflake-bench.XXXXXX)
+	DATA_DIR="$WORK_DIR/data"
+	SERVER_LOG="$WORK_DIR/server.log"
+	if [[ $EUID -eq 0 ]]; then
+		id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run the server"
+		chown postgres: "$WORK_DIR"
+	fi
+
+	log "initdb in $WORK_DIR"
+	as_server_user initdb -D "$DATA_DIR" -U postgres --auth=trust \
+		--encoding=UTF8 --locale=C --no-sync >/dev/null
+
+	port=$(pick_port)
+	# synchronous_commit = off and autovacuum = off apply to every key type
+	# alike: they take fsync latency and background vacuum timing out of the
+	# comparison, leaving the cost of making and indexing the keys.
+	cat >>"$DATA_DIR/postgresql.conf" <<-EOF
+
+	# --- snowflake benchmark ---
+	listen_addresses = ''
+	unix_socket_directories = '$WORK_DIR'
+	port = $port
+	shared_preload_libraries = 'snowflake'
+	snowflake.node_id = 1
+	max_connections = 40
+	shared_buffers = 512MB
+	synchronous_commit = off
+	max_wal_size = 4GB
+	checkpoint_timeout = 30min
+	autovacuum = off
+	EOF
+
+	log "starting the server on port $port (socket only)"
+	as_server_user pg_ctl start -D "$DATA_DIR" -l "$SERVER_LOG" -w -t 60 >/dev/null
+
+	export PGHOST="$WORK_DIR" PGPORT="$port" PGUSER=postgres PGDATABASE=bench
+	psql_bench -d postgres -c "CREATE DATABASE bench"
+	sql "CREATE EXTENSION snowflake" ||
+		die "CREATE EXTENSION snowflake failed; is it installed (make install)?"
+}
+
+# --- 1-3: one session, one statement producing SESSION_IDS values ---
+
+# A psql session that runs the statement in :query once to warm up, then
+# SESSION_RUNS times for the record.  The backend's CPU time (first field of
+# /proc/<pid>/schedstat, in ns) is read between statements, while the backend
+# sits idle, so the kernel's figure is up to date.  Each run prints
+# "n span wall_ms cpu_before cpu_after".
+one_session_script() {
+	local run
+	cat <<-'EOF'
+	SELECT pg_backend_pid() AS pid \gset
+	:query \gset
+	EOF
+	for ((run = 1; run <= SESSION_RUNS; run++)); do
+		cat <<-'EOF'
+		\set cpu0 `cut -d' ' -f1 /proc/:pid/schedstat`
+		SELECT clock_timestamp() AS t0 \gset
+		:query \gset
+		SELECT round(1000 * extract(epoch FROM clock_timestamp() - :'t0'), 3) AS wall_ms \gset
+		\set cpu1 `cut -d' ' -f1 /proc/:pid/schedstat`
+		\echo :n :span :wall_ms :cpu0 :cpu1
+		EOF
+	done
+}
+
+# measure_statement KEY_TYPE QUERY: QUERY must return columns n (values made)
+# and span (for snowflake key types, the milliseconds spanned by their
+# timestamps; ignored for the others).  Records medians, and leaves them in
+# SESSION_RESULT[KEY_TYPE] as "wall_ms cpu_ns_per_value values_per_ms_wall
+# ids_per_ms_span" (the last 0 when not a snowflake).
+declare -A SESSION_RESULT
+measure_statement() {
+	local key_type=$1 query=$2 runs wall cpu wall_rate span_rate
+	one_session_script >"$WORK_DIR/session.sql"
+	runs=$(psql_bench -v "query=$query" -f "$WORK_DIR/session.sql")
+	[[ $(wc -l <<<"$runs") -eq $SESSION_RUNS ]] || die "unexpected output from $key_type runs: $runs"
+	awk -v want="$SESSION_IDS" '$1 != want { exit 1 }' <<<"$runs" ||
+		die "$key_type statement returned the wrong number of values: $runs"
+
+	wall=$(awk '{ print $3 }' <<<"$runs" | median)
+	cpu=$(awk '{ print ($5 - $4) / $1 }' <<<"$runs" | median)
+	wall_rate=$(awk '{ print $1 / $3 }' <<<"$runs" | median)
+	span_rate=0
+	if [[ $key_type == snowflake* ]]; then
+		span_rate=$(awk '{ print $1 / $2 }' <<<"$runs" | median)
+	fi
+
+	SESSION_RESULT[$key_type]="$wall $cpu $wall_rate $span_rate"
+	tsv_add session_wall "$key_type" 1 "$wall" ms
+	tsv_add session_cpu_per_value "$key_type" 1 "$cpu" ns
+	tsv_add session_values_per_ms_wall "$key_type" 1 "$wall_rate" values_per_ms
+	if [[ $span_rate != 0 ]]; then
+		tsv_add session_ids_per_ms_span "$key_type" 1 "$span_rate" ids_per_ms
+		tsv_add session_pct_of_layout "$key_type" 1 \
+			"$(awk -v r="$span_rate" -v l="$LAYOUT_IDS_PER_MS" 'BEGIN { print 100 * r / l }')" percent
+	fi
+}
+
+run_session_tests() {
+	local from_series="FROM generate_series(1, $SESSION_IDS)"
+	sql "CREATE SEQUENCE bench_seq"
+
+	log "one session: snowflake_nextval() x $SESSION_IDS"
+	measure_statement snowflake \
+		"SELECT count(*) AS n, max(x >> 22) - min(x >> 22) + 1 AS span
+		 FROM (SELECT snowflake_nextval() AS x $from_series) s"
+
+	log "one session: snowflake_nextval_batch($SESSION_IDS)"
+	measure_statement snowflake_batch \
+		"SELECT count(*) AS n, max(x >> 22) - min(x >> 22) + 1 AS span
+		 FROM snowflake_nextval_batch($SESSION_IDS) AS x"
+
+	# The sequence does the same min/max work as the snowflake statement, so
+	# their CPU figures compare; its "span" is a range of values, not of
+	# milliseconds, and is not reported.
+	log "one session: nextval('bench_seq') x $SESSION_IDS"
+	measure_statement sequence \
+		"SELECT count(*) AS n, max(x) - min(x) + 1 AS span
+		 FROM (SELECT nextval('bench_seq') AS x $from_series) s"
+
+	# uuid has no min/max aggregate: this statement only counts, a little
+	# less work per row than the two above.
+	log "one session: gen_random_uuid() x $SESSION_IDS"
+	measure_statement uuid \
+		"SELECT count(x) AS n, 0 AS span
+		 FROM (SELECT gen_random_uuid() AS x $from_series) s"
+}
+
+# --- 4: concurrent inserts with pgbench ---
+
+create_table() {	# key_type
+	local key_type=$1 id_column
+	case $key_type in
+		snowflake) id_column="id bigint PRIMARY KEY DEFAULT snowflake_nextval()" ;;
+		bigserial) id_column="id bigserial PRIMARY KEY" ;;
+		uuid) id_column="id uuid PRIMARY KEY DEFAULT gen_random_uuid()" ;;
+		*) die "unknown key type $key_type" ;;
+	esac
+	sql "DROP TABLE IF EXISTS bench_$key_type"
+	sql "CREATE TABLE bench_$key_type ($id_column, payload text NOT NULL)"
+	printf '%s\n' "INSERT INTO bench_$key_type (payload) VALUES ('0123456789abcdef0123456789abcdef');" \
+		>"$WORK_DIR/insert_$key_type.sql"
+}
+
+# Run one pgbench load into a fresh table.  A CHECKPOINT first, so that no
+# run pays for the dirty pages or full-page images left by the one before.
+declare -A INSERT_TPS_RUNS		# "key clients" -> TPS of every run
+declare -A INDEX_BYTES			# "key clients" -> pk index size, last run
+insert_run() {	# key_type clients
+	local key_type=$1 clients=$2 jobs per_client out tps rows
+	jobs=$((clients < 2 ? clients : 2))
+	per_client=$((ROWS_PER_RUN / clients))
+	out="$WORK_DIR/pgbench.out"
+
+	create_table "$key_type"
+	sql "CHECKPOINT"
+	if ! pgbench -n -M prepared -c "$clients" -j "$jobs" -t "$per_client" \
+		-f "$WORK_DIR/insert_$key_type.sql" >"$out" 2>&1; then
+		cat "$out" >&2
+		die "pgbench failed for $key_type with $clients clients"
+	fi
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out")
+	[[ -n $tps ]] || { cat "$out" >&2; die "no TPS in pgbench output"; }
+
+	rows=$(sql "SELECT count(*) FROM bench_$key_type")
+	[[ $rows -eq $ROWS_PER_RUN ]] || die "bench_$key_type has $rows rows, expected $ROWS_PER_RUN"
+
+	INSERT_TPS_RUNS["$key_type $clients"]+="$tps "
+	INDEX_BYTES["$key_type $clients"]=$(sql "SELECT pg_relation_size('bench_${key_type}_pkey')")
+	log "  $key_type, $clients clients: $tps TPS"
+}
+
+# Each repetition rotates the order of the key types, so that every type
+# runs first, second and third once and no type gains from its position.
+run_insert_tests() {
+	local rep clients i key_type
+	for ((rep = 0; rep < INSERT_REPS; rep++)); do
+		for clients in "${CLIENT_COUNTS[@]}"; do
+			log "inserts: repetition $((rep + 1))/$INSERT_REPS, $clients clients"
+			for i in "${!KEY_TYPES[@]}"; do
+				key_type=${KEY_TYPES[$(((i + rep) % ${#KEY_TYPES[@]}))]}
+				insert_run "$key_type" "$clients"
+			done
+		done
+	done
+}
+
+# median / min / max TPS of one key type and client count
+tps_stat() {	# key_type clients median|min|max
+	local values
+	values=$(tr ' ' '\n' <<<"${INSERT_TPS_RUNS["$1 $2"]}" | grep .)
+	case $3 in
+		median) median <<<"$values" ;;
+		min) sort -g <<<"$values" | head -n 1 ;;
+		max) sort -g <<<"$values" | tail -n 1 ;;
+	esac
+}
+
+# --- Report ---
+
+pct_of_layout() {
+	awk -v r="$1" -v l="$LAYOUT_IDS_PER_MS" 'BEGIN { printf "%.1f", 100 * r / l }'
+}
+
+print_session_report() {
+	local key_type label wall cpu wall_rate span_rate pct verdict
+	echo
+	echo "1-3. One session, $SESSION_IDS values per statement (median of $SESSION_RUNS runs after a warm-up)"
+	printf '%-34s %9s %12s %12s %12s %10s  %s\n' \
+		statement "wall ms" "CPU ns/val" "values/ms" "IDs/ms span" "of 4096" "target >= ${RATE_TARGET_PCT}%"
+	for key_type in snowflake snowflake_batch sequence uuid; do
+		case $key_type in
+			snowflake) label="snowflake_nextval()" ;;
+			snowflake_batch) label="snowflake_nextval_batch($SESSION_IDS)" ;;
+			sequence) label="nextval('bench_seq')" ;;
+			uuid) label="gen_random_uuid()" ;;
+		esac
+		read -r wall cpu wall_rate span_rate <<<"${SESSION_RESULT[$key_type]}"
+		if [[ $span_rate == 0 ]]; then
+			printf '%-34s %9.1f %12.1f %12.0f %12s %10s  %s\n' \
+				"$label" "$wall" "$cpu" "$wall_rate" - - "(reported only)"
+			continue
+		fi
+		pct=$(pct_of_layout "$span_rate")
+		verdict=$(awk -v p="$pct" -v t="$RATE_TARGET_PCT" 'BEGIN { print (p >= t) ? "HIT" : "MISS" }')
+		[[ $key_type == snowflake ]] || verdict="($verdict, not a spec target)"
+		printf '%-34s %9.1f %12.1f %12.0f %12.0f %9s%%  %s\n' \
+			"$label" "$wall" "$cpu" "$wall_rate" "$span_rate" "$pct" "$verdict"
+	done
+	echo "   values/ms = values / wall time; IDs/ms span = IDs / (max - min + 1) of their ms timestamps."
+	echo "   uuid statement only counts (no min/max for uuid), slightly less work per row than the others."
+}
+
+mib() {
+	awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'
+}
+
+# "HIT", "WITHIN NOISE" or "MISS" for snowflake TPS against bigserial TPS
+versus_bigserial() {	# snowflake_tps bigserial_tps
+	awk -v s="$1" -v b="$2" -v n="$NOISE_PCT" 'BEGIN {
+		if (s >= b) print "HIT"
+		else if (s >= b * (1 - n / 100)) print "WITHIN NOISE"
+		else print "MISS"
+	}'
+}
+
+gap_pct() {	# a b -> how far a is above b, in percent
+	awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }'
+}
+
+print_insert_report() {
+	local clients key_type tps sf bs uu sf_idx uu_idx
+	echo
+	echo "4. Concurrent inserts: pgbench -M prepared, one single-row INSERT per transaction,"
+	echo "   $ROWS_PER_RUN rows per table per run (-t = $ROWS_PER_RUN / clients, -j <= 2),"
+	echo "   fresh table + CHECKPOINT before each run, key types in rotated order;"
+	echo "   TPS = median of $INSERT_REPS runs (min..max); index size after the last run."
+	printf '%8s  %-10s %10s %21s %14s\n' clients "key type" "TPS" "min..max" "pk index"
+	for clients in "${CLIENT_COUNTS[@]}"; do
+		for key_type in "${KEY_TYPES[@]}"; do
+			tps=$(tps_stat "$key_type" "$clients" median)
+			printf '%8s  %-10s %10.0f %21s %14s\n' "$clients" "$key_type" "$tps" \
+				"$(printf '%.0f..%.0f' "$(tps_stat "$key_type" "$clients" min)" "$(tps_stat "$key_type" "$clients" max)")" \
+				"$(mib "${INDEX_BYTES["$key_type $clients"]}")"
+			tsv_add insert_tps "$key_type" "$clients" "$tps" tps
+			tsv_add insert_tps_min "$key_type" "$clients" "$(tps_stat "$key_type" "$clients" min)" tps
+			tsv_add insert_tps_max "$key_type" "$clients" "$(tps_stat "$key_type" "$clients" max)" tps
+			tsv_add pk_index_size "$key_type" "$clients" "${INDEX_BYTES["$key_type $clients"]}" bytes
+		done
+	done
+
+	echo
+	echo "   Targets (within noise = snowflake no more than ${NOISE_PCT}% below bigserial)"
+	printf '%8s  %-36s %-26s %s\n' clients target measured result
+	for clients in "${CLIENT_COUNTS[@]}"; do
+		sf=$(tps_stat snowflake "$clients" median)
+		bs=$(tps_stat bigserial "$clients" median)
+		uu=$(tps_stat uuid "$clients" median)
+		sf_idx=${INDEX_BYTES["snowflake $clients"]}
+		uu_idx=${INDEX_BYTES["uuid $clients"]}
+		printf '%8s  %-36s %-26s %s\n' "$clients" "snowflake TPS >= bigserial TPS" \
+			"$(gap_pct "$sf" "$bs")" "$(versus_bigserial "$sf" "$bs")"
+		printf '%8s  %-36s %-26s %s\n' "$clients" "snowflake TPS > uuid TPS" \
+			"$(gap_pct "$sf" "$uu")" "$(awk -v s="$sf" -v u="$uu" 'BEGIN { print (s > u) ? "HIT" : "MISS" }')"
+		printf '%8s  %-36s %-26s %s\n' "$clients" "snowflake pk index < uuid pk index" \
+			"$(mib "$sf_idx") vs $(mib "$uu_idx")" "$( ((sf_idx < uu_idx)) && echo HIT || echo MISS)"
+	done
+}
+
+print_header() {
+	echo "snowflake benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "PostgreSQL $(sql 'SHOW server_version'), $(nproc) CPUs, $(uname -sr)"
+	echo "Server: shared_buffers = $(sql 'SHOW shared_buffers'), synchronous_commit = $(sql 'SHOW synchronous_commit')," \
+		"autovacuum = $(sql 'SHOW autovacuum'), snowflake.node_id = $(sql 'SHOW snowflake.node_id')"
+	echo "        (the same settings for every key type)"
+}
+
+main() {
+	mkdir -p "$RESULTS_DIR"
+	TSV_TMP=$(mktemp "$RESULTS_DIR/.partial.XXXXXX")
+	printf 'test\tkey_type\tclients\tvalue\tunit\n' >"$TSV_TMP"
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	start_server
+	run_session_tests
+	run_insert_tests
+
+	print_header
+	print_session_report
+	print_insert_report
+
+	local stamp
+	stamp=$(date -u '+%Y%m%d-%H%M%S')
+	tsv_add total_run_time all 0 "$((SECONDS - START_SECONDS))" s
+	cp "$TSV_TMP" "$RESULTS_DIR/$stamp.tsv"
+	mv "$TSV_TMP" "$RESULTS_DIR/latest.tsv"
+	TSV_TMP=""
+	echo
+	echo "Raw results: $RESULTS_DIR/latest.tsv (copy: $RESULTS_DIR/$stamp.tsv)"
+	echo "Total time: $((SECONDS - START_SECONDS)) s"
+}
+
+main "$@"

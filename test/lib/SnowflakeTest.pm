@@ -1,0 +1,63 @@
+# Helpers shared by the TAP suites in test/t: servers preloaded with
+# snowflake, and servers whose clock the test can move with libfaketime.
+package SnowflakeTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Temp ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset);
+
+# A new, initialised server with snowflake preloaded and the given extra
+# postgresql.conf lines.
+sub snowflake_node
+{
+	my ($name, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'snowflake'\n" . ($conf // ''));
+	return $node;
+}
+
+sub libfaketime
+{
+	my @found = glob('/usr/lib/*/faketime/libfaketimeMT.so.1');
+	die "libfaketime not found: install Debian's faketime package" unless @found;
+	return $found[0];
+}
+
+# Start $node with a clock offset read from a file at every clock read, so
+# set_clock_offset() steps the running server's clock.  Monotonic time stays
+# real.  Returns the file's path.
+sub start_with_movable_clock
+{
+	my ($node, $offset) = @_;
+	my $file = $node->basedir . '/clock_offset';
+	set_clock_offset($file, $offset // '+0');
+	local $ENV{LD_PRELOAD} = libfaketime();
+	local $ENV{FAKETIME_TIMESTAMP_FILE} = $file;
+	local $ENV{FAKETIME_NO_CACHE} = '1';
+	local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = '1';
+	$node->start;
+	return $file;
+}
+
+# Offsets are seconds with a sign ("-5", "+0", "-0.3"): an unsigned 0 is a
+# parse error for libfaketime.  Written by rename so no reader sees half.
+sub set_clock_offset
+{
+	my ($file, $offset) = @_;
+	die "clock offset needs a sign: $offset" unless $offset =~ /^[+-]/;
+	open(my $fh, '>', "$file.tmp") or die "cannot write $file.tmp: $!";
+	print $fh "$offset\n";
+	close($fh);
+	rename("$file.tmp", $file) or die "cannot rename to $file: $!";
+	return;
+}
+
+1;

@@ -1,0 +1,123 @@
+# Settings at server start: a server that is not preloaded, has no node id,
+# or was given an invalid node id, epoch or node source issues no IDs and
+# says exactly why and what to change, without crashing; a valid custom
+# epoch is used by both the generator and the decode functions, and text
+# without a time zone is read as UTC whatever the server's TimeZone.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use lib 'test/lib';
+use SnowflakeTest;
+
+my $node = PostgreSQL::Test::Cluster->new('settings');
+$node->init;
+$node->append_conf('postgresql.conf', "timezone = 'UTC'\n");
+
+# Each case: restart with these settings, then look at nextval and status.
+sub restart_with
+{
+	my ($conf) = @_;
+	$node->stop if defined $node->{_pid};
+	$node->append_conf('postgresql.conf', $conf);
+	my $log_offset = -s $node->logfile;
+	$node->start;
+	return $log_offset;
+}
+
+sub nextval_error
+{
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"\\set VERBOSITY verbose\nSELECT snowflake_nextval()");
+	return $ret == 0 ? '' : $err;
+}
+
+# Not preloaded: the functions are there, nextval says how to preload.
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION snowflake');
+my $err = nextval_error();
+like($err, qr/55000: snowflake must be loaded via shared_preload_libraries/,
+	'without preload, nextval fails with SQLSTATE 55000');
+like($err, qr/HINT:  Add snowflake to shared_preload_libraries in postgresql.conf/,
+	'and the hint says what to put in postgresql.conf');
+is($node->safe_psql('postgres', q{SELECT snowflake_node(4096 * 5) || ',' || snowflake_timestamp(4194304, '2024-01-01+00')}),
+	'5,2024-01-01 00:00:00.001+00', 'decoding with an explicit epoch works without preload');
+my ($ret, $out);
+($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_timestamp(4194304)');
+like($err, qr/must be loaded via shared_preload_libraries.*\n.*HINT:.*pass the epoch explicitly/,
+	'decoding by snowflake.epoch says to preload or pass the epoch');
+like($node->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name LIKE 'snowflake.%'}),
+	qr/^0$/, 'no settings are defined without preload');
+
+# Preloaded, node id unset.
+restart_with("shared_preload_libraries = 'snowflake'\n");
+$err = nextval_error();
+like($err, qr/55000: snowflake.node_id is not set/, 'unset node id: nextval fails');
+like($err, qr/HINT:  Set snowflake.node_id to a number from 0 to 1023/,
+	'and the hint names the setting and its range');
+is($node->safe_psql('postgres', q{SELECT state || ',' || coalesce(node_id::text, 'null') FROM snowflake_status()}),
+	'no_node_id,null', 'status says no_node_id');
+
+# Node id out of range: PostgreSQL warns and keeps -1, so nothing is issued.
+my $offset = restart_with("snowflake.node_id = 5000\n");
+ok($node->log_contains(qr/5000 is outside the valid range for parameter "snowflake.node_id" \(-1 \.\. 1023\)/, $offset),
+	'an out-of-range node id is rejected in the log, naming the range');
+like(nextval_error(), qr/snowflake.node_id is not set/, 'and no ID is issued under a default node');
+
+# A valid node id: IDs flow.
+restart_with("snowflake.node_id = 9\n");
+is($node->safe_psql('postgres', 'SELECT snowflake_node(snowflake_nextval())'), 9,
+	'with snowflake.node_id = 9, IDs carry node 9');
+
+# Invalid epochs: garbage, a moving word, the future.
+for my $bad ("'not a date'", "'now'", "'2999-01-01'", "'1900-01-01'")
+{
+	$offset = restart_with("snowflake.epoch = $bad\n");
+	ok($node->log_contains(qr/invalid value for parameter "snowflake.epoch"/, $offset),
+		"epoch $bad is rejected in the log");
+	$err = nextval_error();
+	like($err, qr/22023: snowflake is not issuing IDs because the configured value of snowflake.epoch was rejected at server start/,
+		"epoch $bad: nextval refuses instead of using the default epoch");
+	is($node->safe_psql('postgres', 'SELECT state FROM snowflake_status()'), 'error',
+		"epoch $bad: status says error");
+}
+like($node->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
+	qr/snowflake.epoch/, 'status last_error names the setting');
+
+# etcd is not available in this version: refused, not silently guc.
+$offset = restart_with("snowflake.epoch = '2024-01-01 00:00:00+00'\nsnowflake.node_source = etcd\n");
+ok($node->log_contains(qr/snowflake.node_source = etcd is not available/, $offset),
+	'node_source = etcd is refused with a clear message');
+like(nextval_error(), qr/configured value of snowflake.node_source was rejected/,
+	'and no ID is issued');
+
+# A custom epoch without a time zone is UTC, whatever TimeZone says.
+restart_with("snowflake.node_source = guc\nsnowflake.epoch = '2025-01-01'\ntimezone = 'America/New_York'\n");
+is($node->safe_psql('postgres', q{SELECT snowflake_from_timestamp('2025-01-01 00:00:00+00')}),
+	0, 'an epoch without a zone is read as UTC');
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT snowflake_timestamp(x) = snowflake_timestamp(x, '2025-01-01+00')
+	   AND snowflake_timestamp(x) BETWEEN now() - interval '1 minute' AND clock_timestamp()
+	FROM (SELECT snowflake_nextval() AS x) s}),
+	't',
+	'IDs are made and decoded with the custom epoch');
+
+# An epoch with an explicit zone.
+restart_with("snowflake.epoch = '2025-01-01 00:00:00-05'\n");
+is($node->safe_psql('postgres', q{SELECT snowflake_from_timestamp('2025-01-01 05:00:00+00')}),
+	0, 'an epoch with a zone is read in that zone');
+
+# max_clock_rollback changes on reload; wait_timeout per session.
+$node->append_conf('postgresql.conf', "snowflake.max_clock_rollback = 250\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('snowflake.max_clock_rollback') = '250ms'})
+  or die 'reload did not apply';
+pass('snowflake.max_clock_rollback changes on reload');
+
+ok(!$node->log_contains(qr/terminated by signal|server process .* was terminated/),
+	'no server process crashed through all of this');
+$node->stop;
+done_testing();
