@@ -18,7 +18,7 @@
 #   5. Raw figures go to bench/results/latest.tsv (test, key_type, clients,
 #      value, unit) for charting.
 #
-# How to run (from anywhere; takes about three minutes on 2 cores):
+# How to run (from anywhere; takes two to three minutes on 2 cores):
 #   bash bench/run.sh
 # as root (the server then runs as the `postgres` user) or as a user that can
 # run PostgreSQL itself.  The extension must be installed first:
@@ -45,8 +45,12 @@ readonly LAYOUT_IDS_PER_MS=4096		# 12-bit sequence per millisecond
 readonly RATE_TARGET_PCT=95
 
 readonly CLIENT_COUNTS=(1 4 16)
-readonly ROWS_PER_RUN=48000			# divisible by every client count
-readonly INSERT_REPS=3				# runs per key type and client count
+# Shorter runs repeated more often beat longer runs here: the noise comes
+# from whatever else the machine is doing, which shifts from second to second.
+# The repetitions are a multiple of 3 so that, with the order rotated, each
+# key type runs first, second and third equally often.
+readonly ROWS_PER_RUN=32000			# divisible by every client count
+readonly INSERT_REPS=6				# runs per key type and client count
 readonly KEY_TYPES=(snowflake bigserial uuid)
 readonly NOISE_PCT=3				# TPS gap still called "within noise"
 
@@ -87,7 +91,12 @@ sql() {
 
 # Median of the numbers on stdin, one per line.
 median() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print v[int((NR + 1) / 2)] }'
+	sort -g | awk '{ v[NR] = $1 }
+		END {
+			if (NR == 0) exit 1
+			if (NR % 2) print v[(NR + 1) / 2]
+			else print (v[NR / 2] + v[NR / 2 + 1]) / 2
+		}'
 }
 
 tsv_add() {	# test key_type clients value unit
@@ -96,9 +105,9 @@ tsv_add() {	# test key_type clients value unit
 
 # --- Server lifecycle ---
 
-# The server listens only on a socket in its own directory, so a port can
-# only clash with the shared-memory key of another server using the same
-# number, or confuse someone reading `ss`; avoid ports anyone is using.
+# The server listens only on a socket in its own directory, but PostgreSQL
+# also derives its shared-memory key from the port, and a port another server
+# uses is confusing in ps and logs: take one nobody seems to be using.
 port_is_free() {
 	local port=$1 dir
 	for dir in /tmp /var/run/postgresql; do
@@ -187,12 +196,15 @@ start_server() {
 	max_wal_size = 4GB
 	checkpoint_timeout = 30min
 	autovacuum = off
+	log_checkpoints = off
 	EOF
 
 	log "starting the server on port $port (socket only)"
 	as_server_user pg_ctl start -D "$DATA_DIR" -l "$SERVER_LOG" -w -t 60 >/dev/null
 
 	export PGHOST="$WORK_DIR" PGPORT="$port" PGUSER=postgres PGDATABASE=bench
+	# keeps "table does not exist, skipping" notices out of the output
+	export PGOPTIONS="-c client_min_messages=warning"
 	psql_bench -d postgres -c "CREATE DATABASE bench"
 	sql "CREATE EXTENSION snowflake" ||
 		die "CREATE EXTENSION snowflake failed; is it installed (make install)?"
@@ -203,7 +215,8 @@ start_server() {
 # A psql session that runs the statement in :query once to warm up, then
 # SESSION_RUNS times for the record.  The backend's CPU time (first field of
 # /proc/<pid>/schedstat, in ns) is read between statements, while the backend
-# sits idle, so the kernel's figure is up to date.  Each run prints
+# sits idle, so the kernel's figure is up to date (psql substitutes :pid
+# inside the backquotes).  Each run prints
 # "n span wall_ms cpu_before cpu_after".
 one_session_script() {
 	local run
@@ -327,16 +340,16 @@ insert_run() {	# key_type clients
 
 	INSERT_TPS_RUNS["$key_type $clients"]+="$tps "
 	INDEX_BYTES["$key_type $clients"]=$(sql "SELECT pg_relation_size('bench_${key_type}_pkey')")
-	log "  $key_type, $clients clients: $tps TPS"
+	log "  $key_type: $(printf '%.0f' "$tps") TPS"
 }
 
-# Each repetition rotates the order of the key types, so that every type
-# runs first, second and third once and no type gains from its position.
+# Each repetition rotates the order of the key types, so that no type gains
+# from its position in the order.
 run_insert_tests() {
 	local rep clients i key_type
 	for ((rep = 0; rep < INSERT_REPS; rep++)); do
 		for clients in "${CLIENT_COUNTS[@]}"; do
-			log "inserts: repetition $((rep + 1))/$INSERT_REPS, $clients clients"
+			log "inserts: repetition $((rep + 1))/$INSERT_REPS, clients = $clients"
 			for i in "${!KEY_TYPES[@]}"; do
 				key_type=${KEY_TYPES[$(((i + rep) % ${#KEY_TYPES[@]}))]}
 				insert_run "$key_type" "$clients"
@@ -395,21 +408,33 @@ mib() {
 	awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'
 }
 
-# "HIT", "WITHIN NOISE" or "MISS" for snowflake TPS against bigserial TPS
-versus_bigserial() {	# snowflake_tps bigserial_tps
-	awk -v s="$1" -v b="$2" -v n="$NOISE_PCT" 'BEGIN {
-		if (s >= b) print "HIT"
-		else if (s >= b * (1 - n / 100)) print "WITHIN NOISE"
+# How far snowflake's TPS is above another key type's, in percent: the
+# median over repetitions of the gap within each repetition.  The runs of one
+# repetition follow each other within seconds and so share whatever else the
+# machine was doing; the gap between two separate medians would not cancel
+# that out.
+paired_gap_pct() {	# other_key_type clients
+	awk -v s="${INSERT_TPS_RUNS["snowflake $2"]}" -v o="${INSERT_TPS_RUNS["$1 $2"]}" 'BEGIN {
+		n = split(s, sf, " "); split(o, other, " ")
+		for (i = 1; i <= n; i++) print 100 * (sf[i] / other[i] - 1)
+	}' | median
+}
+
+# "HIT", "WITHIN NOISE" or "MISS" for snowflake against bigserial
+versus_bigserial() {	# gap_pct
+	awk -v g="$1" -v n="$NOISE_PCT" 'BEGIN {
+		if (g >= 0) print "HIT"
+		else if (g >= -n) print "WITHIN NOISE"
 		else print "MISS"
 	}'
 }
 
-gap_pct() {	# a b -> how far a is above b, in percent
-	awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", 100 * (a - b) / b }'
+versus_uuid() {	# gap_pct
+	awk -v g="$1" 'BEGIN { print (g > 0) ? "HIT" : "MISS" }'
 }
 
 print_insert_report() {
-	local clients key_type tps sf bs uu sf_idx uu_idx
+	local clients key_type tps gap_bs gap_uu sf_idx uu_idx
 	echo
 	echo "4. Concurrent inserts: pgbench -M prepared, one single-row INSERT per transaction,"
 	echo "   $ROWS_PER_RUN rows per table per run (-t = $ROWS_PER_RUN / clients, -j <= 2),"
@@ -430,18 +455,20 @@ print_insert_report() {
 	done
 
 	echo
-	echo "   Targets (within noise = snowflake no more than ${NOISE_PCT}% below bigserial)"
+	echo "   Targets.  TPS gap = median over the $INSERT_REPS repetitions of snowflake's TPS against"
+	echo "   the other type's in the same repetition; within noise = no more than ${NOISE_PCT}% below."
 	printf '%8s  %-36s %-26s %s\n' clients target measured result
 	for clients in "${CLIENT_COUNTS[@]}"; do
-		sf=$(tps_stat snowflake "$clients" median)
-		bs=$(tps_stat bigserial "$clients" median)
-		uu=$(tps_stat uuid "$clients" median)
+		gap_bs=$(paired_gap_pct bigserial "$clients")
+		gap_uu=$(paired_gap_pct uuid "$clients")
 		sf_idx=${INDEX_BYTES["snowflake $clients"]}
 		uu_idx=${INDEX_BYTES["uuid $clients"]}
+		tsv_add insert_tps_gap_vs_bigserial snowflake "$clients" "$gap_bs" percent
+		tsv_add insert_tps_gap_vs_uuid snowflake "$clients" "$gap_uu" percent
 		printf '%8s  %-36s %-26s %s\n' "$clients" "snowflake TPS >= bigserial TPS" \
-			"$(gap_pct "$sf" "$bs")" "$(versus_bigserial "$sf" "$bs")"
+			"$(printf '%+.1f%%' "$gap_bs")" "$(versus_bigserial "$gap_bs")"
 		printf '%8s  %-36s %-26s %s\n' "$clients" "snowflake TPS > uuid TPS" \
-			"$(gap_pct "$sf" "$uu")" "$(awk -v s="$sf" -v u="$uu" 'BEGIN { print (s > u) ? "HIT" : "MISS" }')"
+			"$(printf '%+.1f%%' "$gap_uu")" "$(versus_uuid "$gap_uu")"
 		printf '%8s  %-36s %-26s %s\n' "$clients" "snowflake pk index < uuid pk index" \
 			"$(mib "$sf_idx") vs $(mib "$uu_idx")" "$( ((sf_idx < uu_idx)) && echo HIT || echo MISS)"
 	done
@@ -456,12 +483,17 @@ print_header() {
 }
 
 main() {
-	mkdir -p "$RESULTS_DIR"
-	TSV_TMP=$(mktemp "$RESULTS_DIR/.partial.XXXXXX")
-	printf 'test\tkey_type\tclients\tvalue\tunit\n' >"$TSV_TMP"
+	# Interrupts go through exit, so the EXIT trap stops the server and
+	# removes its directory whatever happens.
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+
+	# Rows collect in a hidden file; latest.tsv is only replaced by a
+	# complete run.
+	mkdir -p "$RESULTS_DIR"
+	TSV_TMP=$(mktemp "$RESULTS_DIR/.partial.XXXXXX")
+	printf 'test\tkey_type\tclients\tvalue\tunit\n' >"$TSV_TMP"
 
 	start_server
 	run_session_tests
@@ -474,6 +506,7 @@ main() {
 	local stamp
 	stamp=$(date -u '+%Y%m%d-%H%M%S')
 	tsv_add total_run_time all 0 "$((SECONDS - START_SECONDS))" s
+	chmod 644 "$TSV_TMP"
 	cp "$TSV_TMP" "$RESULTS_DIR/$stamp.tsv"
 	mv "$TSV_TMP" "$RESULTS_DIR/latest.tsv"
 	TSV_TMP=""

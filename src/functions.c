@@ -25,8 +25,6 @@
 #include "settings.h"
 #include "shared_state.h"
 
-PG_MODULE_MAGIC;
-
 #define FUNCTIONS_MAX_BATCH 1000000
 
 static void
@@ -40,21 +38,34 @@ functions_check_id(int64 id)
 }
 
 static void pg_attribute_noreturn()
-functions_report_not_preloaded(void)
+functions_report_not_preloaded(const char *hint)
 {
 	ereport(ERROR,
 			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			errmsg("snowflake must be loaded via shared_preload_libraries"),
-			errhint("Add snowflake to shared_preload_libraries in postgresql.conf "
-					"and restart the server, or pass the epoch explicitly."));
+			errhint("%s", hint));
 }
 
-/* snowflake.epoch, which exists only when the library was preloaded */
+/*
+ * snowflake.epoch, which exists only when the library was preloaded, and
+ * means nothing when the configured value was rejected (the variable then
+ * holds the default, not the operator's epoch).
+ */
 static TimestampTz
 functions_configured_epoch(void)
 {
 	if (snowflake_shared == NULL)
-		functions_report_not_preloaded();
+		functions_report_not_preloaded("Add snowflake to shared_preload_libraries "
+									   "in postgresql.conf and restart the server, "
+									   "or pass the epoch explicitly.");
+	if (snowflake_rejected_setting != NULL &&
+		strcmp(snowflake_rejected_setting, "snowflake.epoch") == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("the configured value of snowflake.epoch was rejected at server start"),
+				errhint("See the server log for why, correct snowflake.epoch in "
+						"postgresql.conf and restart the server, or pass the epoch "
+						"explicitly."));
 	return snowflake_epoch;
 }
 
@@ -341,7 +352,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
 	if (shared == NULL)
-		functions_report_not_preloaded();
+		functions_report_not_preloaded("Add snowflake to shared_preload_libraries "
+									   "in postgresql.conf and restart the server.");
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");

@@ -20,6 +20,7 @@
 
 #include <time.h>
 
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
@@ -117,17 +118,24 @@ generator_report_unavailable(void)
 		case SNOWFLAKE_PHASE_READY:
 			break;
 	}
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				errmsg("cannot issue snowflake IDs during recovery"),
+				errdetail("This server is a standby or still replaying WAL; "
+						  "its IDs could collide with the primary's."),
+				errhint("Take IDs from the primary. This server issues IDs once it is promoted."));
 	elog(ERROR, "snowflake generator in unexpected phase");
 }
 
 static void pg_attribute_noreturn()
-generator_report_clock_out_of_range(int64 now_millis)
+generator_report_clock_out_of_range(int64 now_micros)
 {
 	generator_fail(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE,
 				   psprintf("the clock reads %s, outside the range of IDs for "
 							"snowflake.epoch %s",
-							generator_millis_to_str(now_millis),
-							timestamptz_to_str(snowflake_epoch)),
+							pstrdup(timestamptz_to_str(snowflake_epoch + now_micros)),
+							generator_millis_to_str(0)),
 				   psprintf("IDs cover %s to %s.",
 							generator_millis_to_str(0),
 							generator_millis_to_str(SNOWFLAKE_MAX_MILLIS)),
@@ -138,17 +146,16 @@ generator_report_clock_out_of_range(int64 now_millis)
  * Wait until the clock has passed last_millis: for a moment when the
  * millisecond is merely full, longer after a backward clock step.  Raises
  * when the clock is behind by more than snowflake.max_clock_rollback, or
- * when the wait outlasts snowflake.wait_timeout (a full millisecond is
- * always given the one millisecond it needs).
+ * when waiting for a clock that is behind has taken longer than
+ * snowflake.wait_timeout since *wait_started (0: not waiting yet) within the
+ * current call.  A full millisecond is always given the moment it needs.
  */
 static void
-generator_wait_past(int64 last_millis)
+generator_wait_past(int64 last_millis, int64 *wait_started)
 {
-	int64		started = generator_monotonic_micros();
-	int64		limit = (int64) snowflake_wait_timeout * 1000 + 1000;
-
 	for (;;)
 	{
+		int64		waited = generator_monotonic_micros();
 		int64		now_micros = generator_clock_micros();
 		int64		now_millis = now_micros / 1000;
 		int64		behind = last_millis - now_millis;
@@ -156,6 +163,10 @@ generator_wait_past(int64 last_millis)
 
 		if (behind < 0)
 			return;
+
+		if (*wait_started == 0)
+			*wait_started = waited;
+		waited -= *wait_started;
 
 		if (behind == 0)
 			shared_state_count_once(&snowflake_shared->exhaustion_counted_at,
@@ -178,16 +189,16 @@ generator_wait_past(int64 last_millis)
 										generator_millis_to_str(now_millis)),
 							   "Correct the system clock. IDs resume by themselves once "
 							   "it passes the last issued timestamp.");
+			if (snowflake_wait_timeout > 0 &&
+				waited > (int64) snowflake_wait_timeout * 1000)
+				generator_fail(ERRCODE_LOCK_NOT_AVAILABLE,
+							   psprintf("timed out after %d ms waiting for the clock "
+										"to pass the last issued ID",
+										snowflake_wait_timeout),
+							   psprintf("The clock is %lld ms behind the last issued ID.",
+										(long long) behind),
+							   "Raise snowflake.wait_timeout, or correct the system clock.");
 		}
-
-		if (generator_monotonic_micros() - started > limit)
-			generator_fail(ERRCODE_LOCK_NOT_AVAILABLE,
-						   psprintf("snowflake_nextval() timed out after %d ms waiting "
-									"for the clock to pass the last issued ID",
-									snowflake_wait_timeout),
-						   psprintf("The clock is %lld ms behind the last issued ID.",
-									(long long) behind),
-						   "Raise snowflake.wait_timeout or correct the system clock.");
 
 		remaining = (last_millis + 1) * 1000 - now_micros;
 		if (remaining > GENERATOR_SPIN_MICROS)
@@ -208,25 +219,32 @@ generator_take(int wanted, int *taken)
 {
 	SnowflakeShared *shared = snowflake_shared;
 	uint64		last_id;
+	int64		wait_started = 0;
 
 	Assert(wanted >= 1 && wanted <= SNOWFLAKE_IDS_PER_MILLI);
 
 	if (unlikely(shared == NULL ||
-				 pg_atomic_read_u32(&shared->phase) != SNOWFLAKE_PHASE_READY))
+				 pg_atomic_read_u32(&shared->phase) != SNOWFLAKE_PHASE_READY ||
+				 RecoveryInProgress()))
 		generator_report_unavailable();
 
-	/* Read last_id before the clock, so a clock reading is never stale. */
+	/*
+	 * Read last_id before the clock, so that a clock reading is never older
+	 * than the last_id it is compared with.
+	 */
 	last_id = pg_atomic_read_u64(&shared->last_id);
+	pg_read_barrier();
 	for (;;)
 	{
-		int64		now_millis = generator_clock_micros() / 1000;
+		int64		now_micros = generator_clock_micros();
+		int64		now_millis = now_micros / 1000;
 		int64		last_millis = snowflake_millis((int64) last_id);
 		int			last_sequence = snowflake_sequence_of((int64) last_id);
 		int64		first;
 		int			count;
 
-		if (unlikely(now_millis < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
-			generator_report_clock_out_of_range(now_millis);
+		if (unlikely(now_micros < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
+			generator_report_clock_out_of_range(now_micros);
 
 		if (likely(now_millis > last_millis))
 		{
@@ -245,8 +263,9 @@ generator_take(int wanted, int *taken)
 		}
 		else
 		{
-			generator_wait_past(last_millis);
+			generator_wait_past(last_millis, &wait_started);
 			last_id = pg_atomic_read_u64(&shared->last_id);
+			pg_read_barrier();
 			continue;
 		}
 
@@ -269,10 +288,4 @@ generator_next_id(void)
 	int			taken;
 
 	return generator_take(1, &taken);
-}
-
-int64
-generator_clock_millis(void)
-{
-	return generator_clock_micros() / 1000;
 }

@@ -101,31 +101,58 @@ settings_parse_epoch(const char *text, TimestampTz *result)
 	return tm2timestamp(&tm, fsec, &tz, result) == 0;
 }
 
+/*
+ * The date/time parser raises an error rather than returning one for some
+ * input (an unknown time zone name).  A check hook must never raise: in the
+ * postmaster, on reload, that would shut the server down.  So trap it.
+ */
+static bool
+settings_parse_epoch_safely(const char *text, TimestampTz *result,
+							char **parse_error)
+{
+	MemoryContext context = CurrentMemoryContext;
+	volatile bool parsed = false;
+
+	*parse_error = NULL;
+	PG_TRY();
+	{
+		parsed = settings_parse_epoch(text, result);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		*parse_error = edata->message;
+	}
+	PG_END_TRY();
+	return parsed;
+}
+
+/*
+ * Only the form of the epoch is checked here, not how it relates to the
+ * clock: a clock that is wrong at start-up must not keep the server from
+ * starting.  The generator reports a clock outside the epoch's range when
+ * it is asked for an ID.
+ */
 static bool
 settings_check_epoch(char **newval, void **extra, GucSource source)
 {
 	TimestampTz epoch;
-	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz *parsed;
+	char	   *parse_error;
 
-	if (*newval == NULL || !settings_parse_epoch(*newval, &epoch))
+	if (*newval == NULL ||
+		!settings_parse_epoch_safely(*newval, &epoch, &parse_error))
 	{
-		GUC_check_errdetail("snowflake.epoch must be a date and time such as \"%s\"; "
-							"text without a time zone is read as UTC.",
-							SNOWFLAKE_DEFAULT_EPOCH);
-		settings_note_rejection("snowflake.epoch", source);
-		return false;
-	}
-	if (epoch > now)
-	{
-		GUC_check_errdetail("snowflake.epoch must not be in the future.");
-		settings_note_rejection("snowflake.epoch", source);
-		return false;
-	}
-	if ((now - epoch) / 1000 > SNOWFLAKE_MAX_MILLIS)
-	{
-		GUC_check_errdetail("snowflake.epoch must be less than 2^41 milliseconds "
-							"(about 69 years) before the current time.");
+		if (parse_error)
+			GUC_check_errdetail("%s.", parse_error);
+		else
+			GUC_check_errdetail("snowflake.epoch must be a date and time such as \"%s\"; "
+								"text without a time zone is read as UTC.",
+								SNOWFLAKE_DEFAULT_EPOCH);
 		settings_note_rejection("snowflake.epoch", source);
 		return false;
 	}

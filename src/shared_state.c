@@ -75,6 +75,10 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->rollback_counted_at, 0);
 		SpinLockInit(&shared->error_lock);
 		shared->last_error[0] = '\0';
+		if (snowflake_rejected_setting != NULL)
+			snprintf(shared->last_error, SNOWFLAKE_LAST_ERROR_LEN,
+					 "the configured value of %s was rejected at server start",
+					 snowflake_rejected_setting);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -106,13 +110,18 @@ shared_state_get_last_error(char *buf)
 
 /*
  * Exact whenever no ID is being issued at the same moment; otherwise it may
- * lag by the IDs of one millisecond.
+ * lag behind by the IDs of the milliseconds whose count is still being
+ * added.  Reading the finished count first means it never runs ahead.
  */
 uint64
 shared_state_ids_generated(void)
 {
-	uint64		last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
-	uint64		finished = pg_atomic_read_u64(&snowflake_shared->ids_in_finished_millis);
+	uint64		finished;
+	uint64		last_id;
+
+	finished = pg_atomic_read_u64(&snowflake_shared->ids_in_finished_millis);
+	pg_read_barrier();
+	last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
 
 	return finished + snowflake_sequence_of((int64) last_id) + 1 -
 		snowflake_shared->uncounted_ids;

@@ -12,10 +12,13 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "miscadmin.h"
 
 #include "settings.h"
 #include "shared_state.h"
+
+PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 

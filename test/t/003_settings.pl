@@ -71,8 +71,9 @@ restart_with("snowflake.node_id = 9\n");
 is($node->safe_psql('postgres', 'SELECT snowflake_node(snowflake_nextval())'), 9,
 	'with snowflake.node_id = 9, IDs carry node 9');
 
-# Invalid epochs: garbage, a moving word, the future.
-for my $bad ("'not a date'", "'now'", "'2999-01-01'", "'1900-01-01'")
+# Invalid epochs: garbage, a moving word, an unknown time zone (whose parser
+# raises rather than returns an error: it must not take the server down).
+for my $bad ("'not a date'", "'now'", "'2024-01-01 00:00:00 Europe/Pariss'")
 {
 	$offset = restart_with("snowflake.epoch = $bad\n");
 	ok($node->log_contains(qr/invalid value for parameter "snowflake.epoch"/, $offset),
@@ -82,9 +83,25 @@ for my $bad ("'not a date'", "'now'", "'2999-01-01'", "'1900-01-01'")
 		"epoch $bad: nextval refuses instead of using the default epoch");
 	is($node->safe_psql('postgres', 'SELECT state FROM snowflake_status()'), 'error',
 		"epoch $bad: status says error");
+	($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_timestamp(4194304)');
+	like($err, qr/the configured value of snowflake.epoch was rejected/,
+		"epoch $bad: decoding by the epoch refuses too");
 }
 like($node->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
 	qr/snowflake.epoch/, 'status last_error names the setting');
+
+# A reload with the bad value still in place leaves the server running.
+$node->reload;
+ok($node->safe_psql('postgres', 'SELECT 1') == 1, 'a reload with an invalid epoch keeps the server up');
+
+# Epochs whose range does not contain the clock: accepted at start (a wrong
+# clock must not stop a server from starting), refused when issuing.
+for my $far ("'2999-01-01'", "'1900-01-01'")
+{
+	restart_with("snowflake.epoch = $far\n");
+	like(nextval_error(), qr/22008: the clock reads .* outside the range of IDs for snowflake.epoch/,
+		"epoch $far: nextval says the clock is outside its range");
+}
 
 # etcd is not available in this version: refused, not silently guc.
 $offset = restart_with("snowflake.epoch = '2024-01-01 00:00:00+00'\nsnowflake.node_source = etcd\n");
