@@ -59,6 +59,8 @@ DATA_DIR=""
 SERVER_LOG=""
 TSV_TMP=""
 START_SECONDS=$SECONDS
+# Other work on the machine skews every figure; the report shows the load.
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Small helpers ---
 
@@ -480,6 +482,8 @@ print_header() {
 	echo "Server: shared_buffers = $(sql 'SHOW shared_buffers'), synchronous_commit = $(sql 'SHOW synchronous_commit')," \
 		"autovacuum = $(sql 'SHOW autovacuum'), snowflake.node_id = $(sql 'SHOW snowflake.node_id')"
 	echo "        (the same settings for every key type)"
+	echo "Load average (1/5/15 min) before the run: $LOAD_AT_START"
+	echo "        (well above 0 means other work was competing for the CPUs)"
 }
 
 main() {
