@@ -6,7 +6,9 @@ OBJS = \
 	src/settings.o \
 	src/shared_state.o \
 	src/generator.o \
-	src/functions.o
+	src/functions.o \
+	src/mark_store.o \
+	src/worker.o
 PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
 
 EXTENSION = snowflake

@@ -125,3 +125,23 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 
 COMMENT ON FUNCTION @extschema@.snowflake_status() IS
 'one row describing this server''s snowflake generator';
+
+-- The high-water marks (SPEC section 5): per node id, a timestamp at or
+-- above every timestamp that node has put in an ID on this server, written
+-- ahead of use by the background worker in snowflake.database.  An
+-- ordinary, WAL-logged table, so a promoted standby inherits the marks.
+
+CREATE TABLE @extschema@.snowflake_high_water (
+	node_id pg_catalog.int4 PRIMARY KEY
+		CHECK (node_id OPERATOR(pg_catalog.>=) 0 AND node_id OPERATOR(pg_catalog.<=) 1023),
+	epoch pg_catalog.timestamptz NOT NULL,
+	high_water pg_catalog.timestamptz NOT NULL,
+	updated_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE @extschema@.snowflake_high_water IS
+'per node id, a persisted timestamp at or above every timestamp put in an ID; written by the snowflake background worker';
+
+-- Readable by everyone; written only by the worker (a superuser session).
+REVOKE ALL ON @extschema@.snowflake_high_water FROM PUBLIC;
+GRANT SELECT ON @extschema@.snowflake_high_water TO PUBLIC;

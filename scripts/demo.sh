@@ -38,7 +38,9 @@ psql_demo() {
 }
 
 psql_demo --echo-queries <<'SQL'
-CREATE EXTENSION snowflake;
+-- The background worker creates the extension in snowflake.database
+-- (postgres) to hold the high-water mark; other databases run CREATE EXTENSION.
+CREATE EXTENSION IF NOT EXISTS snowflake;
 
 -- A table keyed by snowflake IDs.
 CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT snowflake_nextval(), item text);

@@ -303,11 +303,18 @@ functions_state_name(SnowflakePhase phase)
 {
 	switch (phase)
 	{
+		case SNOWFLAKE_PHASE_STARTING:
+			return "starting";
+		case SNOWFLAKE_PHASE_WAITING_FOR_CLOCK:
+			return "waiting_for_clock";
+		case SNOWFLAKE_PHASE_CLOCK_BEHIND:
+			return "clock_behind";
 		case SNOWFLAKE_PHASE_READY:
 			return "ready";
 		case SNOWFLAKE_PHASE_NO_NODE_ID:
 			return "no_node_id";
 		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
+		case SNOWFLAKE_PHASE_EPOCH_CHANGED:
 			return "error";
 	}
 	return "error";
@@ -336,7 +343,7 @@ enum
 
 /*
  * One row describing the generator.  Columns for parts this version does not
- * have (etcd leases, the persisted high-water mark) are NULL.
+ * have (etcd) are NULL.
  */
 PG_FUNCTION_INFO_V1(snowflake_status);
 Datum
@@ -348,6 +355,7 @@ snowflake_status(PG_FUNCTION_ARGS)
 	bool		nulls[STATUS_COLUMNS];
 	SnowflakePhase phase;
 	int64		last_id;
+	int64		high_water;
 	uint64		ids_generated;
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
@@ -364,14 +372,25 @@ snowflake_status(PG_FUNCTION_ARGS)
 
 	memset(nulls, true, sizeof(nulls));
 	phase = (SnowflakePhase) pg_atomic_read_u32(&shared->phase);
-	last_id = (int64) pg_atomic_read_u64(&shared->last_id);
+	last_id = (int64) (pg_atomic_read_u64(&shared->last_id) & ~SNOWFLAKE_CLOSED_BIT);
+	high_water = (int64) pg_atomic_read_u64(&shared->high_water);
 	ids_generated = shared_state_ids_generated();
 	shared_state_get_last_error(last_error);
 
-	if (phase == SNOWFLAKE_PHASE_READY)
+	if (phase != SNOWFLAKE_PHASE_NO_NODE_ID &&
+		phase != SNOWFLAKE_PHASE_SETTINGS_REJECTED)
 	{
 		values[STATUS_NODE_ID] = Int32GetDatum(snowflake_node_of(last_id));
 		nulls[STATUS_NODE_ID] = false;
+	}
+	if (high_water > 0)
+	{
+		values[STATUS_HIGH_WATER] =
+			TimestampTzGetDatum(snowflake_epoch + high_water * 1000);
+		nulls[STATUS_HIGH_WATER] = false;
+		values[STATUS_RESERVATION_LATENCY_MS] =
+			Float8GetDatum(pg_atomic_read_u64(&shared->reservation_latency_us) / 1000.0);
+		nulls[STATUS_RESERVATION_LATENCY_MS] = false;
 	}
 	values[STATUS_NODE_SOURCE] =
 		CStringGetTextDatum(settings_node_source_name(snowflake_node_source));

@@ -22,6 +22,7 @@
 
 #include "access/xlog.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/timestamp.h"
 
 #include "generator.h"
@@ -37,6 +38,9 @@
 
 /* Longest single sleep while waiting out a clock step, for interrupts. */
 #define GENERATOR_MAX_SLEEP_MICROS	100000
+
+/* How often a backend waiting for the worker looks again, at the latest. */
+#define GENERATOR_WORKER_POLL_MS	10
 
 #define UNIX_TO_POSTGRES_MICROS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
@@ -83,8 +87,51 @@ generator_fail(int sqlstate, const char *message, const char *detail,
 			hint ? errhint("%s", hint) : 0);
 }
 
-static void pg_attribute_noreturn()
-generator_report_unavailable(void)
+/*
+ * Sleep until the worker reports progress (a phase change, a reservation) or
+ * a short while passes; raise once this call has waited longer than
+ * snowflake.wait_timeout in all.  The caller re-checks what it waits for.
+ */
+static void
+generator_wait_for_worker(int64 *wait_started, const char *what)
+{
+	int64		now = generator_monotonic_micros();
+	long		sleep_ms = GENERATOR_WORKER_POLL_MS;
+
+	if (*wait_started == 0)
+		*wait_started = now;
+	if (snowflake_wait_timeout > 0)
+	{
+		int64		left = (int64) snowflake_wait_timeout * 1000 -
+			(now - *wait_started);
+		char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+
+		if (left <= 0)
+		{
+			shared_state_get_last_error(last_error);
+			generator_fail(ERRCODE_LOCK_NOT_AVAILABLE,
+						   psprintf("timed out after %d ms waiting for %s",
+									snowflake_wait_timeout, what),
+						   last_error[0] ?
+						   psprintf("The last error of the snowflake worker was: %s",
+									last_error) : NULL,
+						   "See snowflake_status() and the server log. Raise "
+						   "snowflake.wait_timeout to wait longer.");
+		}
+		sleep_ms = Min(sleep_ms, left / 1000 + 1);
+	}
+	ConditionVariablePrepareToSleep(&snowflake_shared->progress_cv);
+	ConditionVariableTimedSleep(&snowflake_shared->progress_cv, sleep_ms,
+								PG_WAIT_EXTENSION);
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * Return once the generator may issue IDs: wait while the worker reads the
+ * mark or the clock catches up with it; raise for what waiting cannot fix.
+ */
+static void
+generator_wait_until_ready(int64 *wait_started)
 {
 	if (snowflake_shared == NULL)
 		ereport(ERROR,
@@ -92,40 +139,82 @@ generator_report_unavailable(void)
 				errmsg("snowflake must be loaded via shared_preload_libraries"),
 				errhint("Add snowflake to shared_preload_libraries in postgresql.conf, "
 						"set snowflake.node_id, and restart the server."));
-
-	switch ((SnowflakePhase) pg_atomic_read_u32(&snowflake_shared->phase))
-	{
-		case SNOWFLAKE_PHASE_NO_NODE_ID:
-			generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-						   "snowflake.node_id is not set",
-						   "No ID is issued without a node id. The server started with "
-						   "snowflake.node_id = -1; a value outside 0..1023 in the "
-						   "configuration is rejected at start-up with a warning in the "
-						   "server log.",
-						   "Set snowflake.node_id to a number from 0 to 1023, unique "
-						   "among your servers, in postgresql.conf and restart the "
-						   "server.");
-		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
-			generator_fail(ERRCODE_INVALID_PARAMETER_VALUE,
-						   psprintf("snowflake is not issuing IDs because the configured value "
-									"of %s was rejected at server start",
-									snowflake_rejected_setting),
-						   "PostgreSQL fell back to the setting's default, which this "
-						   "server was not configured to use.",
-						   psprintf("See the server log for why, correct %s in "
-									"postgresql.conf and restart the server.",
-									snowflake_rejected_setting));
-		case SNOWFLAKE_PHASE_READY:
-			break;
-	}
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				errmsg("cannot issue snowflake IDs during recovery"),
 				errdetail("This server is a standby or still replaying WAL; "
-						  "its IDs could collide with the primary's."),
-				errhint("Take IDs from the primary. This server issues IDs once it is promoted."));
-	elog(ERROR, "snowflake generator in unexpected phase");
+						  "it cannot persist a high-water mark."),
+				errhint("Take IDs from the primary. This server issues IDs once it is "
+						"promoted, above the high-water mark it received."));
+
+	for (;;)
+	{
+		switch ((SnowflakePhase) pg_atomic_read_u32(&snowflake_shared->phase))
+		{
+			case SNOWFLAKE_PHASE_READY:
+				return;
+			case SNOWFLAKE_PHASE_STARTING:
+				generator_wait_for_worker(wait_started,
+										  "the high-water mark to be read");
+				break;
+			case SNOWFLAKE_PHASE_WAITING_FOR_CLOCK:
+				generator_wait_for_worker(wait_started,
+										  "the clock to pass the high-water mark");
+				break;
+			case SNOWFLAKE_PHASE_CLOCK_BEHIND:
+				{
+					int64		mark = (int64) pg_atomic_read_u64(&snowflake_shared->high_water);
+
+					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+								   psprintf("the clock is %lld ms behind the high-water mark "
+											"of node %d",
+											(long long) snowflake_shared->clock_behind_by,
+											snowflake_node_id),
+								   psprintf("IDs of node %d were reserved up to %s; issuing "
+											"now could repeat them. That is more than "
+											"snowflake.reserve + snowflake.max_clock_rollback "
+											"(%d ms) behind.",
+											snowflake_node_id,
+											generator_millis_to_str(mark),
+											snowflake_reserve + snowflake_max_clock_rollback),
+								   "Correct the system clock. IDs resume by themselves once "
+								   "it passes the mark.");
+				}
+			case SNOWFLAKE_PHASE_NO_NODE_ID:
+				generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+							   "snowflake.node_id is not set",
+							   "No ID is issued without a node id. The server started with "
+							   "snowflake.node_id = -1; a value outside 0..1023 in the "
+							   "configuration is rejected at start-up with a warning in the "
+							   "server log.",
+							   "Set snowflake.node_id to a number from 0 to 1023, unique "
+							   "among your servers, in postgresql.conf and restart the "
+							   "server.");
+			case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
+				generator_fail(ERRCODE_INVALID_PARAMETER_VALUE,
+							   psprintf("snowflake is not issuing IDs because the configured value "
+										"of %s was rejected at server start",
+										snowflake_rejected_setting),
+							   "PostgreSQL fell back to the setting's default, which this "
+							   "server was not configured to use.",
+							   psprintf("See the server log for why, correct %s in "
+										"postgresql.conf and restart the server.",
+										snowflake_rejected_setting));
+			case SNOWFLAKE_PHASE_EPOCH_CHANGED:
+				{
+					char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+
+					shared_state_get_last_error(last_error);
+					generator_fail(ERRCODE_INVALID_PARAMETER_VALUE,
+								   last_error,
+								   "Old IDs would look newer than they are, or new IDs "
+								   "could repeat old ones.",
+								   "Set snowflake.epoch back to the epoch of the "
+								   "high-water table and restart the server.");
+				}
+		}
+	}
 }
 
 static void pg_attribute_noreturn()
@@ -226,7 +315,7 @@ generator_take(int wanted, int *taken)
 	if (unlikely(shared == NULL ||
 				 pg_atomic_read_u32(&shared->phase) != SNOWFLAKE_PHASE_READY ||
 				 RecoveryInProgress()))
-		generator_report_unavailable();
+		generator_wait_until_ready(&wait_started);
 
 	/*
 	 * Read last_id before the clock, so that a clock reading is never older
@@ -243,11 +332,32 @@ generator_take(int wanted, int *taken)
 		int64		first;
 		int			count;
 
+		if (unlikely(last_id & SNOWFLAKE_CLOSED_BIT))
+		{
+			/* The worker stopped; wait for it to come back and reopen. */
+			generator_wait_for_worker(&wait_started, "the snowflake worker to restart");
+			generator_wait_until_ready(&wait_started);
+			last_id = pg_atomic_read_u64(&shared->last_id);
+			pg_read_barrier();
+			continue;
+		}
+
 		if (unlikely(now_micros < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
 			generator_report_clock_out_of_range(now_micros);
 
 		if (likely(now_millis > last_millis))
 		{
+			if (unlikely(now_millis >
+						 (int64) pg_atomic_read_u64(&shared->reserved_until)))
+			{
+				/* Past the committed mark: ask the worker to reserve more. */
+				shared_state_wake_worker();
+				generator_wait_for_worker(&wait_started,
+										  "a high-water reservation to be committed");
+				last_id = pg_atomic_read_u64(&shared->last_id);
+				pg_read_barrier();
+				continue;
+			}
 			first = snowflake_compose(now_millis,
 									  snowflake_node_of((int64) last_id), 0);
 			count = wanted;
@@ -288,4 +398,13 @@ generator_next_id(void)
 	int			taken;
 
 	return generator_take(1, &taken);
+}
+
+/* Milliseconds since snowflake.epoch by the wall clock; -1 before it. */
+int64
+generator_clock_millis(void)
+{
+	int64		micros = generator_clock_micros();
+
+	return micros < 0 ? -1 : micros / 1000;
 }

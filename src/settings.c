@@ -32,6 +32,8 @@ int			snowflake_node_source = SNOWFLAKE_NODE_SOURCE_GUC;
 TimestampTz snowflake_epoch = 0;
 int			snowflake_max_clock_rollback = 1000;
 int			snowflake_wait_timeout = 5000;
+int			snowflake_reserve = 1000;
+char	   *snowflake_database = NULL;
 const char *snowflake_rejected_setting = NULL;
 
 static char *settings_epoch_text = NULL;
@@ -223,9 +225,29 @@ SettingsInit(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("snowflake.reserve",
+							"How far ahead of the clock the persisted "
+							"high-water mark is reserved.",
+							"IDs are issued only up to a mark already committed "
+							"to the high-water table.",
+							&snowflake_reserve,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.database",
+							   "Database whose snowflake extension holds the "
+							   "high-water mark.",
+							   "The background worker creates the extension there "
+							   "if it is missing.",
+							   &snowflake_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
 	DefineCustomIntVariable("snowflake.wait_timeout",
-							"How long snowflake_nextval() waits for the clock "
-							"before raising an error.",
+							"How long snowflake_nextval() waits for a node id, "
+							"a reservation or the clock before raising an error.",
 							NULL,
 							&snowflake_wait_timeout,
 							5000, 0, INT_MAX,

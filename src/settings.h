@@ -21,6 +21,8 @@ extern int	snowflake_node_source;
 extern TimestampTz snowflake_epoch;
 extern int	snowflake_max_clock_rollback;
 extern int	snowflake_wait_timeout;
+extern int	snowflake_reserve;
+extern char *snowflake_database;
 
 /*
  * Set when the server configuration held a value for one of our

@@ -35,6 +35,7 @@ shared_state_request(void)
 	RequestAddinShmemSpace(MAXALIGN(sizeof(SnowflakeShared)));
 }
 
+/* READY comes later, from the worker, once it has read the mark. */
 static SnowflakePhase
 shared_state_initial_phase(void)
 {
@@ -42,7 +43,7 @@ shared_state_initial_phase(void)
 		return SNOWFLAKE_PHASE_SETTINGS_REJECTED;
 	if (snowflake_node_id < 0)
 		return SNOWFLAKE_PHASE_NO_NODE_ID;
-	return SNOWFLAKE_PHASE_READY;
+	return SNOWFLAKE_PHASE_STARTING;
 }
 
 static void
@@ -68,6 +69,13 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->last_id, snowflake_compose(0, node, 0));
 		shared->uncounted_ids = 1;
 		pg_atomic_init_u32(&shared->phase, shared_state_initial_phase());
+		pg_atomic_init_u64(&shared->reserved_until, 0);
+		pg_atomic_init_u64(&shared->high_water, 0);
+		pg_atomic_init_u64(&shared->reservation_latency_us, 0);
+		pg_atomic_init_u32(&shared->reservation_wanted, 0);
+		ConditionVariableInit(&shared->progress_cv);
+		shared->worker_latch = NULL;
+		shared->clock_behind_by = 0;
 		pg_atomic_init_u64(&shared->ids_in_finished_millis, 0);
 		pg_atomic_init_u64(&shared->sequence_exhaustions, 0);
 		pg_atomic_init_u64(&shared->clock_rollbacks, 0);
@@ -108,6 +116,70 @@ shared_state_get_last_error(char *buf)
 	SpinLockRelease(&snowflake_shared->error_lock);
 }
 
+/* Publish a new phase and wake everyone waiting for progress. */
+void
+shared_state_set_phase(SnowflakePhase phase)
+{
+	pg_atomic_write_u32(&snowflake_shared->phase, phase);
+	pg_memory_barrier();
+	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
+}
+
+/*
+ * Called by the worker while the phase keeps backends away: make the next ID
+ * fall in a millisecond after both mark_millis and every ID already issued
+ * (a restarted worker finds IDs of this run in shared memory), and reopen a
+ * generator closed by a worker that stopped.  Returns that floor.
+ */
+int64
+shared_state_restart_above(int64 mark_millis, int node)
+{
+	SnowflakeShared *shared = snowflake_shared;
+	uint64		last_id = pg_atomic_read_u64(&shared->last_id) & ~SNOWFLAKE_CLOSED_BIT;
+	int64		last_millis = snowflake_millis((int64) last_id);
+
+	if (mark_millis <= last_millis)
+	{
+		pg_atomic_write_u64(&shared->last_id, last_id);
+		return last_millis;
+	}
+
+	/*
+	 * Keep ids_generated right: the IDs of last_id's millisecond are done,
+	 * and the new value's full sequence stands for no ID.
+	 */
+	pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+							snowflake_sequence_of((int64) last_id) + 1);
+	shared->uncounted_ids += SNOWFLAKE_IDS_PER_MILLI;
+	pg_atomic_write_u64(&shared->last_id,
+						(uint64) snowflake_compose(mark_millis, node,
+												   SNOWFLAKE_MAX_SEQUENCE));
+	pg_atomic_write_u64(&shared->reserved_until, mark_millis);
+	return mark_millis;
+}
+
+void
+shared_state_set_worker_latch(Latch *latch)
+{
+	SpinLockAcquire(&snowflake_shared->error_lock);
+	snowflake_shared->worker_latch = latch;
+	SpinLockRelease(&snowflake_shared->error_lock);
+}
+
+/* Ask the worker for a reservation now rather than at its next round. */
+void
+shared_state_wake_worker(void)
+{
+	Latch	   *latch;
+
+	pg_atomic_write_u32(&snowflake_shared->reservation_wanted, 1);
+	SpinLockAcquire(&snowflake_shared->error_lock);
+	latch = snowflake_shared->worker_latch;
+	SpinLockRelease(&snowflake_shared->error_lock);
+	if (latch)
+		SetLatch(latch);
+}
+
 /*
  * Exact whenever no ID is being issued at the same moment; otherwise it may
  * lag behind by the IDs of the milliseconds whose count is still being
@@ -123,7 +195,7 @@ shared_state_ids_generated(void)
 	pg_read_barrier();
 	last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
 
-	return finished + snowflake_sequence_of((int64) last_id) + 1 -
+	return finished + snowflake_sequence_of((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT)) + 1 -
 		snowflake_shared->uncounted_ids;
 }
 

@@ -8,17 +8,29 @@
 #ifndef SNOWFLAKE_SHARED_STATE_H
 #define SNOWFLAKE_SHARED_STATE_H
 
-#include "port/atomics.h"
-#include "storage/spin.h"
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
 
 /* Why the generator is or is not issuing IDs. */
 typedef enum SnowflakePhase
 {
+	SNOWFLAKE_PHASE_STARTING,	/* the worker has not read the mark yet */
+	SNOWFLAKE_PHASE_WAITING_FOR_CLOCK,	/* clock a little behind the mark */
+	SNOWFLAKE_PHASE_CLOCK_BEHIND,	/* clock far behind the mark: refuse */
 	SNOWFLAKE_PHASE_READY,
 	SNOWFLAKE_PHASE_NO_NODE_ID,
-	SNOWFLAKE_PHASE_SETTINGS_REJECTED
+	SNOWFLAKE_PHASE_SETTINGS_REJECTED,
+	SNOWFLAKE_PHASE_EPOCH_CHANGED	/* marks were written under another epoch */
 } SnowflakePhase;
+
+/*
+ * Set in last_id by the worker at shutdown: a backend that sees it issues
+ * nothing more, so the exact last ID the worker records stays the last.
+ */
+#define SNOWFLAKE_CLOSED_BIT	(UINT64CONST(1) << 63)
 
 #define SNOWFLAKE_LAST_ERROR_LEN 256
 
@@ -32,6 +44,19 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 last_id;
 
 	pg_atomic_uint32 phase;		/* a SnowflakePhase */
+
+	/*
+	 * The high-water reservation, in milliseconds since the epoch: the
+	 * generator issues no ID in a later millisecond.  Only the worker raises
+	 * it, and only after the mark table holds at least as much.
+	 */
+	pg_atomic_uint64 reserved_until;
+	pg_atomic_uint64 high_water;	/* last mark committed, ms since epoch */
+	pg_atomic_uint64 reservation_latency_us;	/* of the last commit */
+	pg_atomic_uint32 reservation_wanted;	/* a backend waits for one */
+	ConditionVariable progress_cv;	/* broadcast on phase or reservation */
+	Latch	   *worker_latch;	/* under error_lock; NULL when none */
+	int64		clock_behind_by;	/* ms, when phase is CLOCK_BEHIND */
 
 	/*
 	 * ids_generated is derived rather than counted per ID, which would put a
@@ -49,7 +74,7 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 exhaustion_counted_at;
 	pg_atomic_uint64 rollback_counted_at;
 
-	slock_t		error_lock;		/* protects last_error */
+	slock_t		error_lock;		/* protects last_error, worker_latch */
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 } SnowflakeShared;
 
@@ -60,6 +85,10 @@ extern void SharedStateInit(void);
 extern void shared_state_set_last_error(const char *message);
 extern void shared_state_get_last_error(char *buf);
 extern uint64 shared_state_ids_generated(void);
+extern void shared_state_set_phase(SnowflakePhase phase);
+extern int64 shared_state_restart_above(int64 mark_millis, int node);
+extern void shared_state_set_worker_latch(Latch *latch);
+extern void shared_state_wake_worker(void);
 extern bool shared_state_count_once(pg_atomic_uint64 *counted_at,
 									pg_atomic_uint64 *counter,
 									uint64 millis);

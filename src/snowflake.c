@@ -6,7 +6,9 @@
  *
  * _PG_init only hands over to each part.  Where to look next: generator.c
  * makes IDs, layout.h is the bit layout, functions.c is the SQL surface,
- * settings.c the snowflake.* settings, shared_state.c the shared memory.
+ * settings.c the snowflake.* settings, shared_state.c the shared memory,
+ * worker.c the background worker keeping the high-water mark, which
+ * mark_store.c reads and writes.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +19,7 @@
 
 #include "settings.h"
 #include "shared_state.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -35,4 +38,7 @@ _PG_init(void)
 
 	SettingsInit();
 	SharedStateInit();
+	/* Without a node id (or with a rejected setting) there is nothing to keep. */
+	if (snowflake_node_id >= 0 && snowflake_rejected_setting == NULL)
+		WorkerRegister();
 }

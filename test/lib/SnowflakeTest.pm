@@ -10,7 +10,7 @@ use File::Temp ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset);
+our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready);
 
 # A new, initialised server with snowflake preloaded and the given extra
 # postgresql.conf lines.
@@ -22,6 +22,20 @@ sub snowflake_node
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'snowflake'\n" . ($conf // ''));
 	return $node;
+}
+
+# The worker creates the extension in snowflake.database (postgres) and
+# reads the mark; wait for it, then for the generator to be ready.
+sub wait_until_ready
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_extension WHERE extname = 'snowflake'})
+	  or die 'the worker did not create the extension';
+	$node->poll_query_until('postgres',
+		q{SELECT state = 'ready' FROM snowflake_status()})
+	  or die 'the generator did not become ready';
+	return;
 }
 
 sub libfaketime

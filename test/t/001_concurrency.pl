@@ -14,8 +14,8 @@ use SnowflakeTest;
 my $node = snowflake_node('concurrency', "snowflake.node_id = 42\nmax_connections = 50\n");
 $node->start;
 
+wait_until_ready($node);
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION snowflake;
 	-- no primary key: a duplicate must be counted, not refused
 	CREATE TABLE keys (
 		id bigint NOT NULL DEFAULT snowflake_nextval(),

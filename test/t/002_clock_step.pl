@@ -16,8 +16,8 @@ my $node = snowflake_node('clock',
 	"snowflake.node_id = 3\nsnowflake.max_clock_rollback = 1000\n");
 my $clock = start_with_movable_clock($node, '+0');
 
+wait_until_ready($node);
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION snowflake;
 	CREATE TABLE ids (id bigint NOT NULL, step int NOT NULL);
 });
 

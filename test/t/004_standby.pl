@@ -12,7 +12,7 @@ use SnowflakeTest;
 my $primary = snowflake_node('primary', "snowflake.node_id = 11\n");
 $primary->append_conf('postgresql.conf', "wal_level = replica\nmax_wal_senders = 4\n");
 $primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION snowflake');
+wait_until_ready($primary);
 my $before = $primary->safe_psql('postgres', 'SELECT snowflake_nextval()');
 
 $primary->backup('backup');
