@@ -59,7 +59,7 @@ run_tap() {
 	echo "== $file"
 	if (cd "$work" && as_server_user env \
 		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-		TESTDIR="$work" PGXS_DIR="$PGXS_DIR" \
+		TESTDIR="$work" PGXS_DIR="$PGXS_DIR" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
 		prove -I "$PGXS_DIR/src/test/perl" -I "$work/test/lib" "$file"); then
 		passed=$((passed + 1))
 	else

@@ -1,0 +1,216 @@
+# The persisted high-water mark (SPEC section 5): after a crash, restarts
+# with the clock set back, a killed worker, an idle server, a clean restart,
+# a table the worker cannot write, and a changed epoch, no ID is ever issued
+# twice and every ID issued after a restart is above every ID before it.
+# libfaketime moves only this server's clock.
+use strict;
+use warnings;
+
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use lib 'test/lib';
+use SnowflakeTest;
+
+my $node = snowflake_node('mark',
+	"snowflake.node_id = 5\nsnowflake.reserve = 1000\nsnowflake.max_clock_rollback = 5000\nrestart_after_crash = on\n");
+my $clock = start_with_movable_clock($node, '+0');
+wait_until_ready($node);
+$node->safe_psql('postgres',
+	'CREATE TABLE ids (id bigint NOT NULL, run int NOT NULL)');
+
+# One single-row-batch INSERT per pgbench transaction, for load while things break.
+my $pgbench_script = $node->basedir . '/load.sql';
+sub write_load
+{
+	my ($tag) = @_;
+	open(my $fh, '>', $pgbench_script) or die;
+	print $fh "INSERT INTO ids SELECT snowflake_nextval(), $tag FROM generate_series(1, 50);\n";
+	close($fh);
+	return $pgbench_script;
+}
+
+my $run = 0;
+sub issue
+{
+	my ($count) = @_;
+	$run++;
+	return $node->psql('postgres',
+		"INSERT INTO ids SELECT snowflake_nextval(), $run FROM generate_series(1, $count)");
+}
+sub query { return $node->safe_psql('postgres', $_[0]); }
+sub ids_above_all_earlier_runs
+{
+	return query(q{
+		SELECT count(*) FROM ids a JOIN (SELECT run, max(id) AS top FROM ids GROUP BY run) b
+		ON a.run > b.run AND a.id <= b.top}) == 0;
+}
+sub mark_in_table
+{
+	return query('SELECT high_water FROM snowflake_high_water WHERE node_id = 5');
+}
+
+is(issue(1000), 0, 'IDs are issued');
+is(query('SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
+	'the committed mark is at or above the last ID');
+
+# Idle: no IDs, no writes.
+my $row_version = query('SELECT xmin FROM snowflake_high_water WHERE node_id = 5');
+sleep 3;
+is(query('SELECT xmin FROM snowflake_high_water WHERE node_id = 5'), $row_version,
+	'an idle server writes no mark for 3 s');
+# ... while issuing for longer than half a reserve does write.
+for (1 .. 8) { issue(100); usleep(200_000); }
+isnt(query('SELECT xmin FROM snowflake_high_water WHERE node_id = 5'), $row_version,
+	'a server issuing IDs renews the mark');
+is(query('SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
+	'the renewed mark covers the last ID');
+
+# Clean restart on a correct clock: the exact last timestamp is recorded,
+# so nothing needs waiting out.
+my $last = query('SELECT last_timestamp FROM snowflake_status()');
+$node->stop('fast');
+# Look at the table with no worker running (no node id), then restart.
+$node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
+$node->start;
+is(mark_in_table(), $last, 'a clean shutdown records the exact last issued timestamp');
+$node->stop('fast');
+$node->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
+start_with_movable_clock($node, '+0');
+is(issue(10), 0, 'a clean restart issues IDs');
+ok(ids_above_all_earlier_runs(), 'above every earlier ID');
+
+# Crash under load: the mark in the table bounds every ID issued.  Looked
+# at with no worker running (no node id), before any new reservation.
+my $load = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '4', '-T', '30', '-f', write_load(1000), '-h', $node->host, '-p', $node->port, 'postgres' ],
+	'>', \my $load_out, '2>', \my $load_err);
+sleep 2;
+$node->kill9;
+$load->finish;
+$node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
+start_with_movable_clock($node, '+0');
+cmp_ok(query('SELECT count(*) FROM ids WHERE run = 1000'), '>', 0,
+	'the load had committed rows before the crash');
+is(query(q{SELECT count(*) FROM ids, snowflake_high_water m
+	WHERE m.node_id = 5 AND snowflake_timestamp(id) > m.high_water}), 0,
+	'after a crash, the mark is at or above every ID issued');
+
+# A restart with the clock far behind the mark.  libfaketime cannot move the
+# clock of the worker that the postmaster starts at the end of recovery (see
+# refork_worker in test/lib), so the clock "going back" across the restart
+# is made the other way round: the mark is moved 10 s ahead, as a previous
+# run with a clock 10 s fast would have left it.  10 s is more than reserve +
+# max_clock_rollback (6 s): refused at once, naming node, mark and gap; IDs
+# resume by themselves once the clock passes the mark.
+query(q{UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '10 s'
+	WHERE node_id = 5});
+my $mark_ahead = mark_in_table();
+$node->stop('fast');
+$node->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
+start_with_movable_clock($node, '+0');
+$node->poll_query_until('postgres', q{SELECT state = 'clock_behind' FROM snowflake_status()})
+  or die 'the server did not report clock_behind';
+my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT snowflake_nextval()");
+isnt($ret, 0, 'far behind the mark: nextval refuses at once');
+like($err, qr/55000: the clock is \d+ ms behind the high-water mark of node 5/,
+	'the error names the node and the gap');
+like($err, qr/reserved up to/, 'and the mark');
+ok($node->log_contains(qr/WARNING:  the clock is \d+ ms behind the high-water mark of node 5/),
+	'the log gets a WARNING');
+$node->poll_query_until('postgres', q{SELECT state = 'ready' FROM snowflake_status()})
+  or die 'the server did not become ready once the clock passed the mark';
+is(issue(1000), 0, 'IDs resume by themselves once the clock passes the mark');
+is(query("SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_ahead'"),
+	0, 'no ID at or below the mark');
+query("UPDATE ids SET run = $run - 1 WHERE run = 1000");
+ok(ids_above_all_earlier_runs(), 'every ID after the crash is above every ID before');
+
+# A crash, then a restart with the clock 0.3 s behind (libfaketime: the
+# backends run behind, the worker does not, see above) and the mark 3 s
+# ahead: within reserve + max_clock_rollback, so callers wait for the clock,
+# then get IDs above the mark.
+is(issue(1000), 0, 'IDs before the second crash');
+$node->kill9;
+$node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
+start_with_movable_clock($node, '+0');
+query(q{UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '3 s'
+	WHERE node_id = 5});
+my $mark_second = mark_in_table();
+$node->stop('fast');
+$node->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
+start_with_movable_clock($node, '-0.3');
+is(issue(1000), 0, 'restarted behind the mark: nextval waits for the clock, then issues');
+is(query("SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_second'"),
+	0, 'no ID at or below the mark');
+ok(ids_above_all_earlier_runs(), 'above every ID before the crash');
+set_clock_offset($clock, '+0');
+
+# The worker killed while clients insert: the postmaster restarts it (and,
+# for a killed process, every backend), no ID repeats.
+my $worker = query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'});
+ok($worker > 0, 'the worker runs');
+$load = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '4', '-T', '4', '-f', write_load(2000), '-h', $node->host, '-p', $node->port, 'postgres' ],
+	'>', \$load_out, '2>', \$load_err);
+sleep 1;
+kill 'KILL', $worker;
+$load->finish;
+$node->poll_query_until('postgres', q{SELECT state = 'ready' FROM snowflake_status()})
+  or die 'the worker did not come back';
+isnt(query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
+	$worker, 'the worker was restarted');
+is(issue(100), 0, 'IDs flow after the worker restarted');
+is(query('SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'no ID repeats');
+unlike($load_err, qr/snowflake|timed out/, 'clients saw no snowflake error, only the restart');
+
+# Reservation outage: the worker cannot write its table.  IDs continue up to
+# the committed reservation, then callers wait and time out; nothing past
+# the mark is issued; IDs flow again once the table is free.
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE snowflake_high_water IN ACCESS EXCLUSIVE MODE;');
+my ($issued, $failure) = (0, '');
+for (1 .. 60)
+{
+	($ret, $out, $err) = $node->psql('postgres',
+		"SET snowflake.wait_timeout = 300; INSERT INTO ids SELECT snowflake_nextval(), 3000 FROM generate_series(1, 100)");
+	if ($ret != 0) { $failure = $err; last; }
+	$issued++;
+	usleep(100_000);
+}
+ok($issued > 0, 'IDs continue while the reservation lasts');
+like($failure, qr/timed out after 300 ms waiting for a high-water reservation/,
+	'then callers time out waiting for a reservation');
+$node->poll_query_until('postgres',
+	q{SELECT last_error ~ 'could not reserve the high-water mark' FROM snowflake_status()})
+  or die 'status did not show the failed reservation';
+pass('status shows what the worker could not do');
+is(query(q{SELECT count(*) FROM ids, snowflake_status() s
+	WHERE snowflake_timestamp(id) > s.high_water}), 0,
+	'no ID is past the committed mark');
+$locker->query_safe('COMMIT');
+$locker->quit;
+is(issue(100), 0, 'IDs flow again once the worker can write');
+is(query('SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'still no ID repeats');
+
+# A changed epoch on a data directory with marks is refused.
+$node->stop('fast');
+$node->append_conf('postgresql.conf', "snowflake.epoch = '2024-06-01 00:00:00+00'\n");
+start_with_movable_clock($node, '+0');
+$node->poll_query_until('postgres', q{SELECT state = 'error' FROM snowflake_status()})
+  or die 'a changed epoch was not refused';
+like(query('SELECT last_error FROM snowflake_status()'),
+	qr/snowflake.epoch was changed: the high-water table holds marks written under epoch 2024-01-01/,
+	'status names the old and new epochs');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_nextval()');
+like($err, qr/snowflake.epoch was changed/, 'nextval refuses under a changed epoch');
+$node->append_conf('postgresql.conf', "snowflake.epoch = '2024-01-01 00:00:00+00'\n");
+$node->restart;
+wait_until_ready($node);
+is(issue(10), 0, 'the original epoch issues again');
+
+ok(!$node->log_contains(qr/server process .* was terminated by signal (?!9)/),
+	'no server process crashed except those the test killed');
+$node->stop;
+done_testing();
