@@ -10,7 +10,7 @@ use File::Temp ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready refork_worker);
+our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready);
 
 # A new, initialised server with snowflake preloaded and the given extra
 # postgresql.conf lines.
@@ -38,31 +38,9 @@ sub wait_until_ready
 	return;
 }
 
-# libfaketime stops faking in a process forked from one of the postmaster's
-# signal handlers while the postmaster sleeps in its own select() (which
-# libfaketime wraps): background workers started at the end of recovery get
-# the real clock, backends the moved one.  A worker restarted after
-# pg_terminate_backend is forked from the postmaster's main loop and gets
-# the moved clock.  Tests that move the worker's clock call this after each
-# start; the first worker is harmless (it only ever raises the mark).
-sub refork_worker
-{
-	my ($node) = @_;
-	my $find = q{SELECT pid FROM pg_stat_activity
-		WHERE backend_type = 'snowflake high-water worker'};
-	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($find) w")
-	  or die 'no snowflake worker';
-	my $old = $node->safe_psql('postgres', $find);
-	$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM ($find) w WHERE pid <> $old")
-	  or die 'the snowflake worker did not restart';
-	return;
-}
-
 sub libfaketime
 {
-	my @found = glob('/usr/lib/*/faketime/libfaketime.so.1');
+	my @found = glob('/usr/lib/*/faketime/libfaketimeMT.so.1');
 	die "libfaketime not found: install Debian's faketime package" unless @found;
 	return $found[0];
 }
@@ -77,7 +55,7 @@ sub start_with_movable_clock
 	set_clock_offset($file, $offset // '+0');
 	local $ENV{LD_PRELOAD} = libfaketime();
 	local $ENV{FAKETIME_TIMESTAMP_FILE} = $file;
-	local $ENV{FAKETIME_CACHE_DURATION} = '1';
+	local $ENV{FAKETIME_NO_CACHE} = '1';
 	local $ENV{FAKETIME_DONT_FAKE_MONOTONIC} = '1';
 
 	# Right after a kill -9 the old postmaster may not be gone yet.

@@ -29,12 +29,23 @@ like($err, qr/25006: cannot issue snowflake IDs during recovery/,
 is($standby->safe_psql('postgres', "SELECT snowflake_node($before)"), 11,
 	'decoding works on the standby');
 
+# The primary's mark reaches the standby by replication.
+$before = $primary->safe_psql('postgres',
+	'SELECT max(x) FROM (SELECT snowflake_nextval() AS x FROM generate_series(1, 10000)) s');
+$primary->wait_for_catchup($standby);
+my $mark = $standby->safe_psql('postgres',
+	'SELECT high_water FROM snowflake_high_water WHERE node_id = 11');
+is($standby->safe_psql('postgres', "SELECT '$mark' >= snowflake_timestamp($before)"), 't',
+	'the standby holds a mark at or above the primary\'s last ID');
+
 $primary->stop('immediate');
 $standby->promote;
 $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()')
   or die 'standby did not leave recovery';
 my $after = $standby->safe_psql('postgres', 'SELECT snowflake_nextval()');
-ok($after > $before, 'after promotion it issues IDs, after the primary\'s');
+ok($after > $before, 'after promotion it issues IDs above all the primary issued');
+is($standby->safe_psql('postgres', "SELECT snowflake_timestamp($after) > '$mark'"), 't',
+	'above the replicated mark');
 
 $standby->stop;
 done_testing();

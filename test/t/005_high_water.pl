@@ -98,10 +98,12 @@ is(query(q{SELECT count(*) FROM ids, snowflake_high_water m
 	'after a crash, the mark is at or above every ID issued');
 
 # A restart with the clock far behind the mark.  libfaketime cannot move the
-# clock of the worker that the postmaster starts at the end of recovery (see
-# refork_worker in test/lib), so the clock "going back" across the restart
-# is made the other way round: the mark is moved 10 s ahead, as a previous
-# run with a clock 10 s fast would have left it.  10 s is more than reserve +
+# clock of the worker: the PostgreSQL 15 postmaster forks it from a signal
+# handler while it sleeps in select(), which libfaketime wraps with faking
+# switched off, and the child keeps it off (its backends, forked from the
+# main loop, do follow the moved clock).  So the clock "going back" across
+# the restart is made the other way round: the mark is moved 10 s ahead, as
+# a previous run with a clock 10 s fast would have left it.  10 s is more than reserve +
 # max_clock_rollback (6 s): refused at once, naming node, mark and gap; IDs
 # resume by themselves once the clock passes the mark.
 query(q{UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '10 s'
