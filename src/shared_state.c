@@ -135,27 +135,49 @@ int64
 shared_state_restart_above(int64 mark_millis, int node)
 {
 	SnowflakeShared *shared = snowflake_shared;
-	uint64		last_id = pg_atomic_read_u64(&shared->last_id) & ~SNOWFLAKE_CLOSED_BIT;
-	int64		last_millis = snowflake_millis((int64) last_id);
-
-	if (mark_millis <= last_millis)
-	{
-		pg_atomic_write_u64(&shared->last_id, last_id);
-		return last_millis;
-	}
+	uint64		old_id = pg_atomic_read_u64(&shared->last_id);
+	uint64		new_id;
+	int64		floor_millis;
 
 	/*
-	 * Keep ids_generated right: the IDs of last_id's millisecond are done,
-	 * and the new value's full sequence stands for no ID.
+	 * A compare-and-swap, not a plain write: a backend that passed its phase
+	 * check before the worker restarted may still be issuing.
 	 */
-	pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
-							snowflake_sequence_of((int64) last_id) + 1);
-	shared->uncounted_ids += SNOWFLAKE_IDS_PER_MILLI;
-	pg_atomic_write_u64(&shared->last_id,
-						(uint64) snowflake_compose(mark_millis, node,
-												   SNOWFLAKE_MAX_SEQUENCE));
-	pg_atomic_write_u64(&shared->reserved_until, mark_millis);
-	return mark_millis;
+	for (;;)
+	{
+		uint64		last_id = old_id & ~SNOWFLAKE_CLOSED_BIT;
+		int64		last_millis = snowflake_millis((int64) last_id);
+
+		if (mark_millis <= last_millis)
+		{
+			floor_millis = last_millis;
+			new_id = last_id;
+		}
+		else
+		{
+			floor_millis = mark_millis;
+			new_id = (uint64) snowflake_compose(mark_millis, node,
+												SNOWFLAKE_MAX_SEQUENCE);
+		}
+		if (new_id == old_id ||
+			pg_atomic_compare_exchange_u64(&shared->last_id, &old_id, new_id))
+			break;
+	}
+
+	if (new_id != (old_id & ~SNOWFLAKE_CLOSED_BIT))
+	{
+		/*
+		 * Keep ids_generated right: the IDs of the old millisecond are done,
+		 * and the new value's full sequence stands for no ID.
+		 */
+		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
+		shared->uncounted_ids += SNOWFLAKE_IDS_PER_MILLI;
+	}
+
+	/* Nothing above the floor until the worker commits a reservation. */
+	pg_atomic_write_u64(&shared->reserved_until, floor_millis);
+	return floor_millis;
 }
 
 void

@@ -74,7 +74,7 @@ worker_detach(int code, Datum arg)
 static bool
 worker_run(void (*step) (void *), void *arg, const char *what)
 {
-	MemoryContext context = CurrentMemoryContext;
+	MemoryContext context = worker_context;
 	volatile bool ok = true;
 
 	PG_TRY();
@@ -100,6 +100,8 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 		ok = false;
 	}
 	PG_END_TRY();
+	/* A transaction leaves TopMemoryContext current: come back here. */
+	MemoryContextSwitchTo(worker_context);
 	return ok;
 }
 
@@ -113,6 +115,13 @@ worker_close_and_exit(bool was_ready)
 	uint64		last_id = pg_atomic_fetch_or_u64(&snowflake_shared->last_id,
 												 SNOWFLAKE_CLOSED_BIT);
 	int64		last_millis = snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT));
+
+	/*
+	 * The mark is about to drop to the exact last millisecond: so must the
+	 * reservation, and nothing is issued until a worker reads it again.
+	 */
+	pg_atomic_write_u64(&snowflake_shared->reserved_until, last_millis);
+	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 
 	if (was_ready && last_millis > 0)
 	{
@@ -238,6 +247,8 @@ worker_open(void)
 		worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false);
 	}
 
+	/* The clock has passed the mark: callers wait for the reservation. */
+	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 	while (!worker_reserve(generator_clock_millis() + snowflake_reserve))
 		worker_sleep(WORKER_RETRY_MS, false);
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);

@@ -164,8 +164,24 @@ $node->poll_query_until('postgres', q{SELECT state = 'ready' FROM snowflake_stat
 isnt(query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
 	$worker, 'the worker was restarted');
 is(issue(100), 0, 'IDs flow after the worker restarted');
+query("UPDATE ids SET run = $run - 1 WHERE run = 2000");    # the load came before
+ok(ids_above_all_earlier_runs(), 'IDs after the restart are above every ID before');
 is(query('SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'no ID repeats');
 unlike($load_err, qr/snowflake|timed out/, 'clients saw no snowflake error, only the restart');
+
+# The worker stopped without a crash (pg_terminate_backend): it closes the
+# generator and records the exact last millisecond; its successor reopens
+# above it, and nothing is ever issued above what the table holds.
+$worker = query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'});
+is(issue(1000), 0, 'IDs before the worker is terminated');
+query("SELECT pg_terminate_backend($worker)");
+is(issue(1000), 0, 'callers wait for the next worker, then get IDs');
+isnt(query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
+	$worker, 'a new worker took over');
+is(query(q{SELECT count(*) FROM ids, snowflake_high_water m
+	WHERE m.node_id = 5 AND snowflake_timestamp(id) > m.high_water}), 0,
+	'no ID is above the mark in the table');
+ok(ids_above_all_earlier_runs(), 'and IDs kept increasing');
 
 # Reservation outage: the worker cannot write its table.  IDs continue up to
 # the committed reservation, then callers wait and time out; nothing past
