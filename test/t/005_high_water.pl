@@ -50,6 +50,20 @@ sub mark_in_table
 {
 	return query('SELECT high_water FROM snowflake_high_water WHERE node_id = 5');
 }
+# On a server running without a worker (node id -1): move node 5's mark
+# $seconds ahead of the clock, then restart as node 5 with the clock at
+# $offset.  Returns the mark.
+sub restart_with_mark_ahead
+{
+	my ($seconds, $offset) = @_;
+	query("UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '$seconds s'
+		WHERE node_id = 5");
+	my $mark = mark_in_table();
+	$node->stop('fast');
+	$node->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
+	start_with_movable_clock($node, $offset);
+	return $mark;
+}
 
 is(issue(1000), 0, 'IDs are issued');
 is(query('SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
@@ -103,15 +117,10 @@ is(query(q{SELECT count(*) FROM ids, snowflake_high_water m
 # switched off, and the child keeps it off (its backends, forked from the
 # main loop, do follow the moved clock).  So the clock "going back" across
 # the restart is made the other way round: the mark is moved 10 s ahead, as
-# a previous run with a clock 10 s fast would have left it.  10 s is more than reserve +
-# max_clock_rollback (6 s): refused at once, naming node, mark and gap; IDs
-# resume by themselves once the clock passes the mark.
-query(q{UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '10 s'
-	WHERE node_id = 5});
-my $mark_ahead = mark_in_table();
-$node->stop('fast');
-$node->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
-start_with_movable_clock($node, '+0');
+# a previous run with a clock 10 s fast would have left it.  10 s is more
+# than reserve + max_clock_rollback (6 s): refused at once, naming node, mark
+# and gap; IDs resume by themselves once the clock passes the mark.
+my $mark_ahead = restart_with_mark_ahead(10, '+0');
 $node->poll_query_until('postgres', q{SELECT state = 'clock_behind' FROM snowflake_status()})
   or die 'the server did not report clock_behind';
 my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT snowflake_nextval()");
@@ -137,12 +146,7 @@ is(issue(1000), 0, 'IDs before the second crash');
 $node->kill9;
 $node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
 start_with_movable_clock($node, '+0');
-query(q{UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '3 s'
-	WHERE node_id = 5});
-my $mark_second = mark_in_table();
-$node->stop('fast');
-$node->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
-start_with_movable_clock($node, '-0.3');
+my $mark_second = restart_with_mark_ahead(3, '-0.3');
 is(issue(1000), 0, 'restarted behind the mark: nextval waits for the clock, then issues');
 is(query("SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_second'"),
 	0, 'no ID at or below the mark');
