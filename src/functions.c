@@ -37,15 +37,6 @@ functions_check_id(int64 id)
 				errdetail("Snowflake IDs are positive 64-bit integers."));
 }
 
-static void pg_attribute_noreturn()
-functions_report_not_preloaded(const char *hint)
-{
-	ereport(ERROR,
-			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			errmsg("snowflake must be loaded via shared_preload_libraries"),
-			errhint("%s", hint));
-}
-
 /*
  * snowflake.epoch, which exists only when the library was preloaded, and
  * means nothing when the configured value was rejected (the variable then
@@ -55,7 +46,7 @@ static TimestampTz
 functions_configured_epoch(void)
 {
 	if (snowflake_shared == NULL)
-		functions_report_not_preloaded("Add snowflake to shared_preload_libraries "
+		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
 									   "in postgresql.conf and restart the server, "
 									   "or pass the epoch explicitly.");
 	if (snowflake_rejected_setting != NULL &&
@@ -360,7 +351,7 @@ snowflake_status(PG_FUNCTION_ARGS)
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
 	if (shared == NULL)
-		functions_report_not_preloaded("Add snowflake to shared_preload_libraries "
+		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
 									   "in postgresql.conf and restart the server.");
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)

@@ -134,11 +134,9 @@ static void
 generator_wait_until_ready(int64 *wait_started)
 {
 	if (snowflake_shared == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("snowflake must be loaded via shared_preload_libraries"),
-				errhint("Add snowflake to shared_preload_libraries in postgresql.conf, "
-						"set snowflake.node_id, and restart the server."));
+		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
+										  "in postgresql.conf, set snowflake.node_id, "
+										  "and restart the server.");
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),

@@ -100,6 +100,16 @@ SharedStateInit(void)
 	shmem_startup_hook = shared_state_startup;
 }
 
+/* snowflake_shared is NULL: the library was loaded without preloading. */
+void
+shared_state_report_not_preloaded(const char *hint)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			errmsg("snowflake must be loaded via shared_preload_libraries"),
+			errhint("%s", hint));
+}
+
 void
 shared_state_set_last_error(const char *message)
 {

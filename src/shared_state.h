@@ -82,6 +82,7 @@ typedef struct SnowflakeShared
 extern SnowflakeShared *snowflake_shared;
 
 extern void SharedStateInit(void);
+extern void shared_state_report_not_preloaded(const char *hint) pg_attribute_noreturn();
 extern void shared_state_set_last_error(const char *message);
 extern void shared_state_get_last_error(char *buf);
 extern uint64 shared_state_ids_generated(void);
