@@ -8,6 +8,8 @@ OBJS = \
 	src/generator.o \
 	src/functions.o \
 	src/mark_store.o \
+	src/etcd_client.o \
+	src/node_lease.o \
 	src/worker.o
 PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
 
@@ -19,7 +21,9 @@ DATA = snowflake--1.0.sql
 REGRESS = layout functions errors status catalog search_path
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+# libcurl talks to etcd (node ids leased from etcd).
+SHLIB_LINK = $(shell curl-config --libs)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

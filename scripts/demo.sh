@@ -12,7 +12,7 @@ set -euo pipefail
 PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 . "$PROJECT_DIR/scripts/lib.sh"
 
-install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
+install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev
 build_and_install
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-demo.XXXXXX")

@@ -13,7 +13,7 @@ PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 . "$PROJECT_DIR/scripts/lib.sh"
 
 install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
-	libipc-run-perl faketime
+	libipc-run-perl faketime libcurl4-openssl-dev etcd-server etcd-client openssl
 passed=0
 failed=0
 

@@ -38,3 +38,14 @@ SET snowflake.wait_timeout = -1;
 RESET snowflake.wait_timeout;
 -- The snowflake. prefix is reserved: a misspelt setting is an error.
 SET snowflake.nodeid = 3;
+
+-- The etcd password is hidden from pg_settings and SHOW ALL, and only a
+-- superuser may read it.
+SELECT count(*) AS password_in_pg_settings
+FROM pg_settings WHERE name = 'snowflake.etcd_password';
+CREATE ROLE snowflake_catalog_reader;
+SET ROLE snowflake_catalog_reader;
+SHOW snowflake.etcd_password;
+SHOW snowflake.etcd_username;
+RESET ROLE;
+DROP ROLE snowflake_catalog_reader;

@@ -303,7 +303,10 @@ functions_state_name(SnowflakePhase phase)
 		case SNOWFLAKE_PHASE_READY:
 			return "ready";
 		case SNOWFLAKE_PHASE_NO_NODE_ID:
+		case SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE:
 			return "no_node_id";
+		case SNOWFLAKE_PHASE_FENCED:
+			return "fenced";
 		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
 		case SNOWFLAKE_PHASE_EPOCH_CHANGED:
 			return "error";
@@ -333,8 +336,8 @@ enum
 };
 
 /*
- * One row describing the generator.  Columns for parts this version does not
- * have (etcd) are NULL.
+ * One row describing the generator.  Columns that do not apply (the lease
+ * when the node id comes from the setting) are NULL.
  */
 PG_FUNCTION_INFO_V1(snowflake_status);
 Datum
@@ -349,6 +352,9 @@ snowflake_status(PG_FUNCTION_ARGS)
 	int64		high_water;
 	uint64		ids_generated;
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	uint32		node;
+	int64		lease_id;
+	TimestampTz lease_expires_at;
 
 	if (shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
@@ -367,12 +373,39 @@ snowflake_status(PG_FUNCTION_ARGS)
 	high_water = (int64) pg_atomic_read_u64(&shared->high_water);
 	ids_generated = shared_state_ids_generated();
 	shared_state_get_last_error(last_error);
+	node = pg_atomic_read_u32(&shared->current_node);
+	lease_id = shared_state_get_lease(&lease_expires_at);
 
-	if (phase != SNOWFLAKE_PHASE_NO_NODE_ID &&
-		phase != SNOWFLAKE_PHASE_SETTINGS_REJECTED)
+	/* Backends stop at the fence by themselves, before the worker notices. */
+	if (phase == SNOWFLAKE_PHASE_READY && shared_state_fenced(&shared->fence_deadline))
+		phase = SNOWFLAKE_PHASE_FENCED;
+
+	if (node != SNOWFLAKE_NO_NODE)
 	{
-		values[STATUS_NODE_ID] = Int32GetDatum(snowflake_node_of(last_id));
+		values[STATUS_NODE_ID] = Int32GetDatum((int32) node);
 		nulls[STATUS_NODE_ID] = false;
+	}
+	if (lease_id != 0)
+	{
+		values[STATUS_LEASE_ID] = Int64GetDatum(lease_id);
+		nulls[STATUS_LEASE_ID] = false;
+		values[STATUS_LEASE_EXPIRES_AT] = TimestampTzGetDatum(lease_expires_at);
+		nulls[STATUS_LEASE_EXPIRES_AT] = false;
+	}
+	if (settings_etcd_in_use())
+	{
+		values[STATUS_ETCD_ERRORS] =
+			Int64GetDatum((int64) pg_atomic_read_u64(&shared->etcd_errors));
+		nulls[STATUS_ETCD_ERRORS] = false;
+		values[STATUS_NODE_MIGRATIONS] =
+			Int64GetDatum((int64) pg_atomic_read_u64(&shared->node_migrations));
+		nulls[STATUS_NODE_MIGRATIONS] = false;
+		if (pg_atomic_read_u64(&shared->etcd_latency_us) > 0)
+		{
+			values[STATUS_ETCD_LATENCY_MS] =
+				Float8GetDatum(pg_atomic_read_u64(&shared->etcd_latency_us) / 1000.0);
+			nulls[STATUS_ETCD_LATENCY_MS] = false;
+		}
 	}
 	if (high_water > 0)
 	{

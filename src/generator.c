@@ -59,10 +59,13 @@ generator_clock_micros(void)
 static int64
 generator_monotonic_micros(void)
 {
-	struct timespec ts;
+	return (int64) shared_state_monotonic_micros();
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
+static int
+generator_current_node(void)
+{
+	return (int) pg_atomic_read_u32(&snowflake_shared->current_node);
 }
 
 static char *
@@ -168,12 +171,12 @@ generator_wait_until_ready(int64 *wait_started)
 								   psprintf("the clock is %lld ms behind the high-water mark "
 											"of node %d",
 											(long long) snowflake_shared->clock_behind_by,
-											snowflake_node_id),
+											generator_current_node()),
 								   psprintf("IDs of node %d were reserved up to %s; issuing "
 											"now could repeat them. That is more than "
 											"snowflake.reserve + snowflake.max_clock_rollback "
 											"(%d ms) behind.",
-											snowflake_node_id,
+											generator_current_node(),
 											generator_millis_to_str(mark),
 											snowflake_reserve + snowflake_max_clock_rollback),
 								   "Correct the system clock. IDs resume by themselves once "
@@ -194,11 +197,28 @@ generator_wait_until_ready(int64 *wait_started)
 							   psprintf("snowflake is not issuing IDs because the configured value "
 										"of %s was rejected at server start",
 										snowflake_rejected_setting),
-							   "PostgreSQL fell back to the setting's default, which this "
-							   "server was not configured to use.",
+							   "PostgreSQL fell back to the setting's default, or the "
+							   "settings do not fit together; this server was not "
+							   "configured to issue IDs that way.",
 							   psprintf("See the server log for why, correct %s in "
 										"postgresql.conf and restart the server.",
 										snowflake_rejected_setting));
+			case SNOWFLAKE_PHASE_FENCED:
+				generator_wait_for_worker(wait_started,
+										  "a node id lease from etcd");
+				break;
+			case SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE:
+				{
+					char		problem[SNOWFLAKE_LAST_ERROR_LEN];
+
+					shared_state_get_node_problem(problem);
+					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+								   problem,
+								   "No ID is issued without a node id of its own. The "
+								   "snowflake worker keeps trying in the background.",
+								   "See snowflake_status() and, with etcdctl, the keys "
+								   "under snowflake.etcd_prefix.");
+				}
 			case SNOWFLAKE_PHASE_EPOCH_CHANGED:
 				{
 					char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
@@ -343,6 +363,22 @@ generator_take(int wanted, int *taken)
 		if (unlikely(now_micros < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
 			generator_report_clock_out_of_range(now_micros);
 
+		/*
+		 * etcd mode: once the node id's lease may have expired another server
+		 * may hold it, so nothing more is issued under it until the worker has
+		 * a live lease again.  Checked here, by every backend, so that a
+		 * stalled worker cannot extend the lease's life.
+		 */
+		if (unlikely(shared_state_fenced(&shared->fence_deadline)))
+		{
+			shared_state_wake_worker();
+			generator_wait_for_worker(&wait_started, "a node id lease from etcd");
+			generator_wait_until_ready(&wait_started);
+			last_id = pg_atomic_read_u64(&shared->last_id);
+			pg_read_barrier();
+			continue;
+		}
+
 		if (likely(now_millis > last_millis))
 		{
 			if (unlikely(now_millis >
@@ -352,6 +388,7 @@ generator_take(int wanted, int *taken)
 				shared_state_wake_worker();
 				generator_wait_for_worker(&wait_started,
 										  "a high-water reservation to be committed");
+				generator_wait_until_ready(&wait_started);
 				last_id = pg_atomic_read_u64(&shared->last_id);
 				pg_read_barrier();
 				continue;

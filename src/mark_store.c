@@ -24,6 +24,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "layout.h"
 #include "mark_store.h"
 #include "settings.h"
 
@@ -118,9 +119,18 @@ mark_store_read(void *read)
 															 SPI_tuptable->tupdesc,
 															 1, &isnull));
 
+		/* A restored or edited row may hold anything: it must fit the layout. */
+		if (TIMESTAMP_NOT_FINITE(mark) ||
+			mark > snowflake_epoch + SNOWFLAKE_MAX_MILLIS * 1000)
+			ereport(ERROR,
+					errcode(ERRCODE_DATA_CORRUPTED),
+					errmsg("the high-water mark of node %d in %s is %s, beyond the range "
+						   "of IDs of snowflake.epoch",
+						   result->node, table, timestamptz_to_str(mark)),
+					errhint("Correct or delete that row."));
 		result->found = true;
 		/* Round up: the mark must stay at or above what it covered. */
-		result->mark_millis = (mark - snowflake_epoch + 999) / 1000;
+		result->mark_millis = Max((mark - snowflake_epoch + 999) / 1000, 0);
 	}
 	mark_store_commit();
 }

@@ -34,6 +34,15 @@ int			snowflake_max_clock_rollback = 1000;
 int			snowflake_wait_timeout = 5000;
 int			snowflake_reserve = 1000;
 char	   *snowflake_database = NULL;
+char	   *snowflake_etcd_endpoints = NULL;
+char	   *snowflake_etcd_prefix = NULL;
+int			snowflake_etcd_lease_ttl = 10;
+int			snowflake_etcd_timeout = 1000;
+char	   *snowflake_etcd_cacert = NULL;
+char	   *snowflake_etcd_cert = NULL;
+char	   *snowflake_etcd_key = NULL;
+char	   *snowflake_etcd_username = NULL;
+char	   *snowflake_etcd_password = NULL;
 const char *snowflake_rejected_setting = NULL;
 
 static char *settings_epoch_text = NULL;
@@ -173,17 +182,65 @@ settings_assign_epoch(const char *newval, void *extra)
 	snowflake_epoch = *(TimestampTz *) extra;
 }
 
+/*
+ * Each endpoint must be an http:// or https:// URL with a host; anything
+ * else would only fail later, in the worker, far from the setting's name.
+ */
 static bool
-settings_check_node_source(int *newval, void **extra, GucSource source)
+settings_check_etcd_endpoints(char **newval, void **extra, GucSource source)
 {
-	if (*newval == SNOWFLAKE_NODE_SOURCE_ETCD)
+	const char *p = *newval ? *newval : "";
+
+	while (*p != '\0')
 	{
-		GUC_check_errdetail("snowflake.node_source = etcd is not available in this version of snowflake.");
-		GUC_check_errhint("Use snowflake.node_source = guc and set snowflake.node_id.");
-		settings_note_rejection("snowflake.node_source", source);
+		const char *end = strchr(p, ',');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+		size_t		scheme;
+
+		while (len > 0 && isspace((unsigned char) *p))
+			p++, len--;
+		while (len > 0 && isspace((unsigned char) p[len - 1]))
+			len--;
+
+		scheme = (len >= 7 && pg_strncasecmp(p, "http://", 7) == 0) ? 7 :
+			(len >= 8 && pg_strncasecmp(p, "https://", 8) == 0) ? 8 : 0;
+		if (scheme == 0 || len == scheme || p[scheme] == '/')
+		{
+			GUC_check_errdetail("Each etcd endpoint must be a URL such as "
+								"\"http://127.0.0.1:2379\"; got \"%.*s\".",
+								(int) len, p);
+			settings_note_rejection("snowflake.etcd_endpoints", source);
+			return false;
+		}
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return true;
+}
+
+/* Keys are <prefix>/nodes/<N>: the prefix is an absolute, slash-free-ended path. */
+static bool
+settings_check_etcd_prefix(char **newval, void **extra, GucSource source)
+{
+	const char *prefix = *newval ? *newval : "";
+	size_t		len = strlen(prefix);
+
+	if (len < 2 || prefix[0] != '/' || prefix[len - 1] == '/' || len > 200)
+	{
+		GUC_check_errdetail("snowflake.etcd_prefix must start with \"/\", not end with "
+							"\"/\", and be 2 to 200 bytes long, such as \"/snowflake\".");
+		settings_note_rejection("snowflake.etcd_prefix", source);
 		return false;
 	}
 	return true;
+}
+
+bool
+settings_etcd_in_use(void)
+{
+	return snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD ||
+		(snowflake_etcd_endpoints != NULL && snowflake_etcd_endpoints[0] != '\0');
 }
 
 void
@@ -205,7 +262,7 @@ SettingsInit(void)
 							 SNOWFLAKE_NODE_SOURCE_GUC,
 							 settings_node_source_options,
 							 PGC_POSTMASTER, 0,
-							 settings_check_node_source, NULL, NULL);
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("snowflake.epoch",
 							   "Start of the 41-bit millisecond clock of IDs.",
@@ -253,6 +310,83 @@ SettingsInit(void)
 							5000, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_endpoints",
+							   "Comma-separated etcd URLs (http:// or https://).",
+							   "With snowflake.node_source = etcd the node id is leased "
+							   "from etcd; with guc the configured node id is checked "
+							   "against other servers there.",
+							   &snowflake_etcd_endpoints,
+							   "",
+							   PGC_POSTMASTER, 0,
+							   settings_check_etcd_endpoints, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_prefix",
+							   "Prefix of the etcd keys for node ids and their marks.",
+							   "Servers that share a prefix share the 1024 node ids.",
+							   &snowflake_etcd_prefix,
+							   "/snowflake",
+							   PGC_POSTMASTER, 0,
+							   settings_check_etcd_prefix, NULL, NULL);
+
+	DefineCustomIntVariable("snowflake.etcd_lease_ttl",
+							"Time to live of the etcd lease that holds the node id.",
+							"IDs stop once the lease may have expired; a dead "
+							"server's node id is free after this long.",
+							&snowflake_etcd_lease_ttl,
+							10, 2, 3600,
+							PGC_POSTMASTER, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("snowflake.etcd_timeout",
+							"Time limit of one request to one etcd endpoint.",
+							NULL,
+							&snowflake_etcd_timeout,
+							1000, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_cacert",
+							   "File of CA certificates that verify etcd's server certificate.",
+							   NULL, &snowflake_etcd_cacert, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_cert",
+							   "Client certificate file presented to etcd.",
+							   NULL, &snowflake_etcd_cert, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_key",
+							   "Private key file of snowflake.etcd_cert.",
+							   NULL, &snowflake_etcd_key, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_username",
+							   "User name for etcd authentication; empty for none.",
+							   NULL, &snowflake_etcd_username, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("snowflake.etcd_password",
+							   "Password of snowflake.etcd_username.",
+							   NULL, &snowflake_etcd_password, "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+
+	/*
+	 * etcd mode without an endpoint has nowhere to lease a node id from:
+	 * refuse to issue rather than guess.
+	 */
+	if (snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD &&
+		snowflake_etcd_endpoints[0] == '\0' && snowflake_rejected_setting == NULL)
+	{
+		ereport(WARNING,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("snowflake.node_source = etcd needs snowflake.etcd_endpoints"),
+				errhint("Set snowflake.etcd_endpoints to the etcd URLs, or use "
+						"snowflake.node_source = guc with snowflake.node_id."));
+		snowflake_rejected_setting = "snowflake.etcd_endpoints";
+	}
 
 	MarkGUCPrefixReserved("snowflake");
 }

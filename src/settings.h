@@ -23,6 +23,15 @@ extern int	snowflake_max_clock_rollback;
 extern int	snowflake_wait_timeout;
 extern int	snowflake_reserve;
 extern char *snowflake_database;
+extern char *snowflake_etcd_endpoints;
+extern char *snowflake_etcd_prefix;
+extern int	snowflake_etcd_lease_ttl;
+extern int	snowflake_etcd_timeout;
+extern char *snowflake_etcd_cacert;
+extern char *snowflake_etcd_cert;
+extern char *snowflake_etcd_key;
+extern char *snowflake_etcd_username;
+extern char *snowflake_etcd_password;
 
 /*
  * Set when the server configuration held a value for one of our
@@ -35,5 +44,6 @@ extern const char *snowflake_rejected_setting;
 
 extern void SettingsInit(void);
 extern const char *settings_node_source_name(int source);
+extern bool settings_etcd_in_use(void);
 
 #endif							/* SNOWFLAKE_SETTINGS_H */

@@ -41,7 +41,7 @@ shared_state_initial_phase(void)
 {
 	if (snowflake_rejected_setting != NULL)
 		return SNOWFLAKE_PHASE_SETTINGS_REJECTED;
-	if (snowflake_node_id < 0)
+	if (snowflake_node_source == SNOWFLAKE_NODE_SOURCE_GUC && snowflake_node_id < 0)
 		return SNOWFLAKE_PHASE_NO_NODE_ID;
 	return SNOWFLAKE_PHASE_STARTING;
 }
@@ -81,8 +81,19 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->clock_rollbacks, 0);
 		pg_atomic_init_u64(&shared->exhaustion_counted_at, 0);
 		pg_atomic_init_u64(&shared->rollback_counted_at, 0);
+		pg_atomic_init_u32(&shared->current_node,
+						   snowflake_node_source == SNOWFLAKE_NODE_SOURCE_GUC &&
+						   snowflake_node_id >= 0 ?
+						   (uint32) snowflake_node_id : SNOWFLAKE_NO_NODE);
+		pg_atomic_init_u64(&shared->fence_deadline, SNOWFLAKE_NO_FENCE);
+		pg_atomic_init_u64(&shared->node_migrations, 0);
+		pg_atomic_init_u64(&shared->etcd_errors, 0);
+		pg_atomic_init_u64(&shared->etcd_latency_us, 0);
 		SpinLockInit(&shared->error_lock);
 		shared->last_error[0] = '\0';
+		shared->node_problem[0] = '\0';
+		shared->lease_id = 0;
+		shared->lease_expires_at = 0;
 		if (snowflake_rejected_setting != NULL)
 			snprintf(shared->last_error, SNOWFLAKE_LAST_ERROR_LEN,
 					 "the configured value of %s was rejected at server start",
@@ -126,6 +137,43 @@ shared_state_get_last_error(char *buf)
 	SpinLockRelease(&snowflake_shared->error_lock);
 }
 
+void
+shared_state_set_node_problem(const char *message)
+{
+	SpinLockAcquire(&snowflake_shared->error_lock);
+	strlcpy(snowflake_shared->node_problem, message, SNOWFLAKE_LAST_ERROR_LEN);
+	SpinLockRelease(&snowflake_shared->error_lock);
+}
+
+void
+shared_state_get_node_problem(char *buf)
+{
+	SpinLockAcquire(&snowflake_shared->error_lock);
+	memcpy(buf, snowflake_shared->node_problem, SNOWFLAKE_LAST_ERROR_LEN);
+	SpinLockRelease(&snowflake_shared->error_lock);
+}
+
+void
+shared_state_set_lease(int64 lease_id, TimestampTz expires_at)
+{
+	SpinLockAcquire(&snowflake_shared->error_lock);
+	snowflake_shared->lease_id = lease_id;
+	snowflake_shared->lease_expires_at = expires_at;
+	SpinLockRelease(&snowflake_shared->error_lock);
+}
+
+int64
+shared_state_get_lease(TimestampTz *expires_at)
+{
+	int64		lease_id;
+
+	SpinLockAcquire(&snowflake_shared->error_lock);
+	lease_id = snowflake_shared->lease_id;
+	*expires_at = snowflake_shared->lease_expires_at;
+	SpinLockRelease(&snowflake_shared->error_lock);
+	return lease_id;
+}
+
 /* Publish a new phase and wake everyone waiting for progress. */
 void
 shared_state_set_phase(SnowflakePhase phase)
@@ -150,6 +198,14 @@ shared_state_restart_above(int64 mark_millis, int node)
 	int64		floor_millis;
 
 	/*
+	 * Nothing new is issued while last_id moves: a backend that reads the
+	 * new last_id must not pair it with the old reservation (of another
+	 * node id, perhaps).
+	 */
+	pg_atomic_write_u64(&shared->reserved_until, 0);
+	pg_memory_barrier();
+
+	/*
 	 * A compare-and-swap, not a plain write: a backend that passed its phase
 	 * check before the worker restarted may still be issuing.
 	 */
@@ -158,15 +214,21 @@ shared_state_restart_above(int64 mark_millis, int node)
 		uint64		last_id = old_id & ~SNOWFLAKE_CLOSED_BIT;
 		int64		last_millis = snowflake_millis((int64) last_id);
 
-		if (mark_millis <= last_millis)
+		if (mark_millis <= last_millis &&
+			snowflake_node_of((int64) last_id) == node)
 		{
 			floor_millis = last_millis;
 			new_id = last_id;
 		}
 		else
 		{
-			floor_millis = mark_millis;
-			new_id = (uint64) snowflake_compose(mark_millis, node,
+			/*
+			 * Under another node id the next ID must still be above every ID
+			 * this server issued, so that IDs keep rising: start after the
+			 * later of the mark and the last millisecond.
+			 */
+			floor_millis = Max(mark_millis, last_millis);
+			new_id = (uint64) snowflake_compose(floor_millis, node,
 												SNOWFLAKE_MAX_SEQUENCE);
 		}
 		if (new_id == old_id ||
@@ -187,7 +249,23 @@ shared_state_restart_above(int64 mark_millis, int node)
 
 	/* Nothing above the floor until the worker commits a reservation. */
 	pg_atomic_write_u64(&shared->reserved_until, floor_millis);
+	pg_atomic_write_u32(&shared->current_node, (uint32) node);
 	return floor_millis;
+}
+
+/*
+ * Stop issuing at once, whatever backends are doing: no new millisecond may
+ * start, and the CLOSED bit makes every compare-and-swap on last_id fail
+ * until shared_state_restart_above() reopens the generator.
+ */
+void
+shared_state_close(SnowflakePhase phase)
+{
+	pg_atomic_write_u64(&snowflake_shared->reserved_until, 0);
+	pg_memory_barrier();
+	(void) pg_atomic_fetch_or_u64(&snowflake_shared->last_id, SNOWFLAKE_CLOSED_BIT);
+	pg_atomic_write_u32(&snowflake_shared->current_node, SNOWFLAKE_NO_NODE);
+	shared_state_set_phase(phase);
 }
 
 void

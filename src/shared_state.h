@@ -8,6 +8,8 @@
 #ifndef SNOWFLAKE_SHARED_STATE_H
 #define SNOWFLAKE_SHARED_STATE_H
 
+#include <time.h>
+
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
@@ -23,8 +25,16 @@ typedef enum SnowflakePhase
 	SNOWFLAKE_PHASE_READY,
 	SNOWFLAKE_PHASE_NO_NODE_ID,
 	SNOWFLAKE_PHASE_SETTINGS_REJECTED,
-	SNOWFLAKE_PHASE_EPOCH_CHANGED	/* marks were written under another epoch */
+	SNOWFLAKE_PHASE_EPOCH_CHANGED,	/* marks were written under another epoch */
+	SNOWFLAKE_PHASE_FENCED,		/* etcd mode: no live lease on a node id */
+	SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE /* etcd: none free, or ours is held */
 } SnowflakePhase;
+
+/* current_node when the server holds no node id. */
+#define SNOWFLAKE_NO_NODE		UINT32_MAX
+
+/* fence_deadline when no lease bounds issuing (node id from the setting). */
+#define SNOWFLAKE_NO_FENCE		PG_UINT64_MAX
 
 /*
  * Set in last_id by the worker at shutdown: a backend that sees it issues
@@ -74,9 +84,51 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 exhaustion_counted_at;
 	pg_atomic_uint64 rollback_counted_at;
 
-	slock_t		error_lock;		/* protects last_error, worker_latch */
+	/* The node id in last_id, or SNOWFLAKE_NO_NODE; for messages and status. */
+	pg_atomic_uint32 current_node;
+
+	/*
+	 * Fencing in etcd mode: shared_state_monotonic_micros() after which the
+	 * node id's lease may have expired, so no backend may issue under it,
+	 * whatever the worker is doing (it may be stopped).
+	 */
+	pg_atomic_uint64 fence_deadline;
+
+	pg_atomic_uint64 node_migrations;
+	pg_atomic_uint64 etcd_errors;
+	pg_atomic_uint64 etcd_latency_us;	/* of the last successful request */
+
+	slock_t		error_lock;		/* protects the fields below */
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	/* Why there is no node id, for NODE_ID_UNAVAILABLE. */
+	char		node_problem[SNOWFLAKE_LAST_ERROR_LEN];
+	int64		lease_id;		/* 0: none */
+	TimestampTz lease_expires_at;	/* estimate, by the wall clock */
 } SnowflakeShared;
+
+/*
+ * A clock that never steps, in microseconds, the same in every process of
+ * the server.  CLOCK_BOOTTIME rather than CLOCK_MONOTONIC: it keeps counting
+ * while the machine is suspended, as etcd's clock does for a lease.
+ */
+static inline uint64
+shared_state_monotonic_micros(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* True once the lease of the node id in use may have expired. */
+static inline bool
+shared_state_fenced(const pg_atomic_uint64 *fence_deadline)
+{
+	uint64		deadline = pg_atomic_read_u64((pg_atomic_uint64 *) fence_deadline);
+
+	return deadline != SNOWFLAKE_NO_FENCE &&
+		shared_state_monotonic_micros() > deadline;
+}
 
 /* NULL when the library was not preloaded. */
 extern SnowflakeShared *snowflake_shared;
@@ -85,9 +137,14 @@ extern void SharedStateInit(void);
 extern void shared_state_report_not_preloaded(const char *hint) pg_attribute_noreturn();
 extern void shared_state_set_last_error(const char *message);
 extern void shared_state_get_last_error(char *buf);
+extern void shared_state_set_node_problem(const char *message);
+extern void shared_state_get_node_problem(char *buf);
+extern void shared_state_set_lease(int64 lease_id, TimestampTz expires_at);
+extern int64 shared_state_get_lease(TimestampTz *expires_at);
 extern uint64 shared_state_ids_generated(void);
 extern void shared_state_set_phase(SnowflakePhase phase);
 extern int64 shared_state_restart_above(int64 mark_millis, int node);
+extern void shared_state_close(SnowflakePhase phase);
 extern void shared_state_set_worker_latch(Latch *latch);
 extern void shared_state_wake_worker(void);
 extern bool shared_state_count_once(pg_atomic_uint64 *counted_at,

@@ -8,7 +8,8 @@
  * makes IDs, layout.h is the bit layout, functions.c is the SQL surface,
  * settings.c the snowflake.* settings, shared_state.c the shared memory,
  * worker.c the background worker keeping the high-water mark, which
- * mark_store.c reads and writes.
+ * mark_store.c reads and writes; with etcd, node_lease.c holds the node id
+ * through etcd_client.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +40,8 @@ _PG_init(void)
 	SettingsInit();
 	SharedStateInit();
 	/* Without a node id (or with a rejected setting) there is nothing to keep. */
-	if (snowflake_node_id >= 0 && snowflake_rejected_setting == NULL)
+	if ((snowflake_node_id >= 0 ||
+		 snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD) &&
+		snowflake_rejected_setting == NULL)
 		WorkerRegister();
 }

@@ -94,13 +94,27 @@ like($node->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
 $node->reload;
 ok($node->safe_psql('postgres', 'SELECT 1') == 1, 'a reload with an invalid epoch keeps the server up');
 
-# etcd is not available in this version: refused, not silently guc.
+# etcd mode needs somewhere to lease from: refused, not silently guc.
 $offset = restart_with("snowflake.epoch = '2024-01-01 00:00:00+00'\nsnowflake.node_source = etcd\n");
-ok($node->log_contains(qr/snowflake.node_source = etcd is not available/, $offset),
-	'node_source = etcd is refused with a clear message');
-like(nextval_error(), qr/configured value of snowflake.node_source was rejected/,
+ok($node->log_contains(qr/snowflake.node_source = etcd needs snowflake.etcd_endpoints/, $offset),
+	'node_source = etcd without endpoints is refused with a clear message');
+like(nextval_error(), qr/configured value of snowflake.etcd_endpoints was rejected/,
 	'and no ID is issued');
 
+# Malformed etcd settings name the setting and issue nothing.
+foreach my $bad ("snowflake.etcd_endpoints = '127.0.0.1:2379'",
+	"snowflake.etcd_endpoints = 'http://127.0.0.1:2379,ftp://x'",
+	"snowflake.etcd_prefix = 'snowflake'",
+	"snowflake.etcd_prefix = '/snowflake/'")
+{
+	my ($name) = $bad =~ /^(\S+)/;
+	$offset = restart_with("snowflake.epoch = '2024-01-01 00:00:00+00'\nsnowflake.node_source = etcd\n"
+		  . "snowflake.etcd_endpoints = 'http://127.0.0.1:9'\nsnowflake.etcd_prefix = '/snowflake'\n$bad\n");
+	ok($node->log_contains(qr/invalid value for parameter "\Q$name\E"/, $offset),
+		"$bad: rejected at start, naming the setting");
+	like(nextval_error(), qr/configured value of \Q$name\E was rejected/,
+		"$bad: no ID is issued");
+}
 # A custom epoch without a time zone is UTC, whatever TimeZone says.
 my $fresh = fresh_node('utc_epoch', "snowflake.epoch = '2025-01-01'\ntimezone = 'America/New_York'\n");
 wait_until_ready($fresh);
@@ -148,7 +162,7 @@ for my $far ('2999-01-01', '1900-01-01')
 }
 
 # max_clock_rollback changes on reload; wait_timeout per session.
-restart_with("snowflake.node_source = guc\n");
+restart_with("snowflake.node_source = guc\nsnowflake.etcd_endpoints = ''\nsnowflake.etcd_prefix = '/snowflake'\n");
 $node->append_conf('postgresql.conf', "snowflake.max_clock_rollback = 250\n");
 $node->reload;
 $node->poll_query_until('postgres', q{SELECT current_setting('snowflake.max_clock_rollback') = '250ms'})

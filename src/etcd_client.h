@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * etcd_client.h
+ *	  The few etcd v3 calls snowflake makes, over etcd's HTTP/JSON gateway.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNOWFLAKE_ETCD_CLIENT_H
+#define SNOWFLAKE_ETCD_CLIENT_H
+
+/* One key as etcd returned it; value is NUL-terminated. */
+typedef struct EtcdKeyValue
+{
+	bool		found;
+	char	   *key;
+	char	   *value;
+	int64		mod_revision;
+	int64		lease;
+} EtcdKeyValue;
+
+extern void etcd_client_open(void);
+extern int64 etcd_lease_grant(int ttl, int *granted_ttl);
+extern int	etcd_lease_keepalive(int64 lease_id);
+extern void etcd_lease_revoke(int64 lease_id);
+extern bool etcd_create_if_absent(const char *key, const char *value,
+								  int64 lease_id, EtcdKeyValue *holder);
+extern void etcd_get(const char *key, EtcdKeyValue *kv);
+
+/* What a write guarded by the lease of another key came to. */
+typedef enum EtcdGuardedResult
+{
+	ETCD_WRITTEN,
+	ETCD_GUARD_LOST,			/* the guard key is not attached to the lease */
+	ETCD_CHANGED				/* the key is not at the expected revision */
+} EtcdGuardedResult;
+
+extern EtcdGuardedResult etcd_guarded_put(const char *guard_key, int64 guard_lease,
+										  const char *key, const char *value,
+										  int64 mod_revision, EtcdKeyValue *current);
+extern bool etcd_guarded_delete(const char *key, int64 lease_id);
+extern List *etcd_list_keys(const char *prefix);
+extern char *etcd_printable(const char *text, int max_len);
+
+#endif							/* SNOWFLAKE_ETCD_CLIENT_H */

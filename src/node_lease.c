@@ -1,0 +1,433 @@
+/*-------------------------------------------------------------------------
+ *
+ * node_lease.c
+ *	  Holding a node id in etcd: lease, claim, keep-alive, fence, release,
+ *	  and the node id's high-water mark kept in etcd.
+ *
+ * The worker grants a lease of snowflake.etcd_lease_ttl and claims a node id
+ * by creating <prefix>/nodes/<N> attached to it, only if the key does not
+ * exist.  Whoever holds that key may issue IDs under N.  Every keep-alive
+ * moves the fence (shared fence_deadline) to when the lease may expire, as
+ * seen from this machine's monotonic clock: the time the keep-alive was
+ * sent, plus the TTL etcd granted, minus a fifth of it for safety.  Backends
+ * check the fence themselves, so a worker that is stopped, slow or cut off
+ * from etcd cannot stretch the life of a node id beyond its lease.
+ *
+ * <prefix>/marks/<N> (no lease, so it outlives every holder) keeps N's
+ * high-water mark in milliseconds since the Unix epoch.  It is raised, by
+ * compare-and-swap on its revision, before the generator may issue up to
+ * it: whoever claims N next, on any machine, starts above it.  Every write
+ * is guarded by <prefix>/nodes/<N> still being attached to our lease, so
+ * only the holder of N ever writes N's mark.  The one time it comes down is
+ * a clean shutdown, to the exact last issued millisecond.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "access/xlog.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "postmaster/postmaster.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+
+#include "etcd_client.h"
+#include "layout.h"
+#include "node_lease.h"
+#include "settings.h"
+#include "shared_state.h"
+
+/* How many times a mark update that lost a race is tried again. */
+#define NODE_LEASE_MARK_TRIES	5
+
+static int64 node_lease_id = 0;
+static int64 node_lease_stale_id = 0;	/* lost; revoked before the next grant */
+static uint64 node_lease_keepalive_due = 0; /* monotonic us */
+static int	node_lease_ttl = 0;
+
+/* The last mark of a node this server wrote or read, for compare-and-swap. */
+static int	node_mark_cached_node = -1;
+static int64 node_mark_cached_revision = 0;
+static int64 node_mark_cached_millis = 0;
+
+/* Milliseconds from the Unix epoch to snowflake.epoch. */
+static int64
+node_lease_epoch_unix_millis(void)
+{
+	return snowflake_epoch / 1000 +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+}
+
+static char *
+node_key(int node)
+{
+	return psprintf("%s/nodes/%d", snowflake_etcd_prefix, node);
+}
+
+static char *
+mark_key(int node)
+{
+	return psprintf("%s/marks/%d", snowflake_etcd_prefix, node);
+}
+
+/* The value of a node id's key: which server holds it. */
+static char *
+node_lease_holder_value(void)
+{
+	char		host[256];
+	StringInfoData value;
+
+	if (gethostname(host, sizeof(host)) != 0)
+		strlcpy(host, "unknown", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+
+	initStringInfo(&value);
+	appendStringInfoString(&value, "{\"host\":");
+	escape_json(&value, host);
+	appendStringInfo(&value, ",\"port\":%d,\"system_identifier\":\"" UINT64_FORMAT "\"}",
+					 PostPortNumber, GetSystemIdentifier());
+	return value.data;
+}
+
+/* Move the fence to what a lease of ttl seconds, renewed at sent_at, allows. */
+static void
+node_lease_extend(uint64 sent_at, TimestampTz sent_wall, int ttl)
+{
+	uint64		ttl_us = (uint64) ttl * USECS_PER_SEC;
+
+	node_lease_ttl = ttl;
+	pg_atomic_write_u64(&snowflake_shared->fence_deadline,
+						sent_at + ttl_us - ttl_us / 5);
+	node_lease_keepalive_due = sent_at + ttl_us / 3;
+	shared_state_set_lease(node_lease_id, sent_wall + (int64) ttl_us);
+}
+
+bool
+node_lease_held(void)
+{
+	return node_lease_id != 0;
+}
+
+/*
+ * The lease is gone, or may be: fence at once.  It is revoked before the
+ * next grant in case etcd still has it, so that its node id frees sooner.
+ */
+void
+node_lease_lost(void)
+{
+	pg_atomic_write_u64(&snowflake_shared->fence_deadline, 0);
+	if (node_lease_id != 0)
+		node_lease_stale_id = node_lease_id;
+	node_lease_id = 0;
+	shared_state_set_lease(0, 0);
+}
+
+/* A lease this process did not grant, to revoke before granting one. */
+void
+node_lease_forget(int64 lease_id)
+{
+	node_lease_lost();
+	node_lease_stale_id = lease_id;
+}
+
+void
+node_lease_keepalive_failed(void)
+{
+	/* Try again soon: the fence leaves four more tries of this spacing. */
+	node_lease_keepalive_due = shared_state_monotonic_micros() +
+		(uint64) node_lease_ttl * USECS_PER_SEC / 15;
+}
+
+int64
+node_lease_ms_until_keepalive(void)
+{
+	uint64		now = shared_state_monotonic_micros();
+
+	if (node_lease_id == 0)
+		return -1;
+	return now >= node_lease_keepalive_due ? 0 :
+		(int64) (node_lease_keepalive_due - now) / 1000 + 1;
+}
+
+void
+node_lease_grant(void *unused)
+{
+	uint64		sent_at;
+	TimestampTz sent_wall;
+	int			granted;
+	int64		lease_id;
+
+	if (node_lease_stale_id != 0)
+	{
+		etcd_lease_revoke(node_lease_stale_id);
+		node_lease_stale_id = 0;
+	}
+	sent_at = shared_state_monotonic_micros();
+	sent_wall = GetCurrentTimestamp();
+	lease_id = etcd_lease_grant(snowflake_etcd_lease_ttl, &granted);
+	node_lease_id = lease_id;
+	node_lease_extend(sent_at, sent_wall, granted);
+}
+
+void
+node_lease_keepalive(void *lost)
+{
+	uint64		sent_at = shared_state_monotonic_micros();
+	TimestampTz sent_wall = GetCurrentTimestamp();
+	int			ttl = etcd_lease_keepalive(node_lease_id);
+
+	if (ttl == 0)
+		*(bool *) lost = true;
+	else
+		node_lease_extend(sent_at, sent_wall, ttl);
+}
+
+void
+node_lease_revoke(void *unused)
+{
+	int64		lease_id = node_lease_id ? node_lease_id : node_lease_stale_id;
+
+	node_lease_lost();
+	node_lease_stale_id = 0;
+	if (lease_id != 0)
+		etcd_lease_revoke(lease_id);
+}
+
+/* Node id n from a key <prefix>/nodes/<n>, or -1. */
+static int
+node_of_key(const char *key)
+{
+	char	   *nodes_prefix = psprintf("%s/nodes/", snowflake_etcd_prefix);
+	const char *digits = key + strlen(nodes_prefix);
+	int			node = 0;
+
+	if (strncmp(key, nodes_prefix, strlen(nodes_prefix)) != 0 || *digits == '\0' ||
+		strlen(digits) > 4 || (digits[0] == '0' && digits[1] != '\0'))
+		return -1;
+	for (; *digits; digits++)
+	{
+		if (*digits < '0' || *digits > '9')
+			return -1;
+		node = node * 10 + (*digits - '0');
+	}
+	return node <= SNOWFLAKE_MAX_NODE ? node : -1;
+}
+
+/*
+ * Claim claim->wanted, or else the lowest free node id not skipped.  A key
+ * already attached to our own lease is ours: an earlier claim whose answer
+ * was lost.
+ */
+void
+node_lease_claim(void *arg)
+{
+	NodeClaim  *claim = (NodeClaim *) arg;
+	char	   *value = node_lease_holder_value();
+	EtcdKeyValue holder;
+	bool		taken[SNOWFLAKE_MAX_NODE + 1] = {false};
+	int			taken_count = 0;
+	int			skipped = 0;
+	ListCell   *cell;
+	int			node;
+
+	claim->node = -1;
+	claim->problem = NULL;
+
+	if (claim->wanted >= 0)
+	{
+		if (etcd_create_if_absent(node_key(claim->wanted), value, node_lease_id, &holder) ||
+			(holder.found && holder.lease == node_lease_id))
+			claim->node = claim->wanted;
+		else
+			claim->problem = psprintf("snowflake node id %d is held by another server: %s",
+									  claim->wanted,
+									  holder.found ? etcd_printable(holder.value, 160) :
+									  "(released meanwhile)");
+		return;
+	}
+
+	foreach(cell, etcd_list_keys(psprintf("%s/nodes/", snowflake_etcd_prefix)))
+	{
+		EtcdKeyValue *kv = lfirst(cell);
+
+		node = node_of_key(kv->key);
+		if (node < 0 || taken[node])
+			continue;
+		/* Claimed by an earlier try whose answer was lost: it is ours. */
+		if (kv->lease == node_lease_id && claim->now_millis >= claim->skip_until[node])
+		{
+			claim->node = node;
+			return;
+		}
+		taken[node] = true;
+		taken_count++;
+	}
+
+	for (node = 0; node <= SNOWFLAKE_MAX_NODE; node++)
+	{
+		if (taken[node])
+			continue;
+		if (claim->now_millis < claim->skip_until[node])
+		{
+			skipped++;
+			continue;
+		}
+		if (etcd_create_if_absent(node_key(node), value, node_lease_id, &holder) ||
+			(holder.found && holder.lease == node_lease_id))
+		{
+			claim->node = node;
+			return;
+		}
+	}
+
+	if (skipped == 0)
+		claim->problem = psprintf("no free snowflake node id: all %d node ids under %s/nodes/ "
+								  "are held by other servers",
+								  SNOWFLAKE_MAX_NODE + 1, snowflake_etcd_prefix);
+	else
+		claim->problem = psprintf("no free snowflake node id: %d node ids under %s/nodes/ are "
+								  "held, and the high-water marks of the other %d are too far "
+								  "ahead of this server's clock",
+								  taken_count, snowflake_etcd_prefix, skipped);
+}
+
+/*
+ * Give a node id back (its key), keeping the lease for another claim.  Only
+ * while the key is still ours: it may have gone with a lapsed lease and been
+ * claimed by another server since.
+ */
+void
+node_lease_release(void *node)
+{
+	(void) etcd_guarded_delete(node_key(*(int *) node), node_lease_id);
+}
+
+/* A mark as etcd holds it: decimal milliseconds since the Unix epoch. */
+static int64
+node_lease_parse_mark(int node, const char *value)
+{
+	const char *p;
+	int64		unix_millis = 0;
+
+	if (*value == '\0' || strlen(value) > 15)
+		goto bad;
+	for (p = value; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			goto bad;
+		unix_millis = unix_millis * 10 + (*p - '0');
+	}
+	/* A mark past the layout's range would overflow into the node bits. */
+	if (unix_millis - node_lease_epoch_unix_millis() > SNOWFLAKE_MAX_MILLIS)
+		goto bad;
+	return Max(unix_millis - node_lease_epoch_unix_millis(), 0);
+
+bad:
+	pg_atomic_fetch_add_u64(&snowflake_shared->etcd_errors, 1);
+	ereport(ERROR,
+			errcode(ERRCODE_DATA_CORRUPTED),
+			errmsg("the etcd key %s holds \"%s\", not a high-water mark of this epoch",
+				   mark_key(node), etcd_printable(value, 40)),
+			errhint("It must be milliseconds since 1970-01-01 UTC. Correct or delete it "
+					"with etcdctl once no server holds node id %d.", node));
+	pg_unreachable();
+}
+
+static void
+node_lease_cache_mark(int node, const EtcdKeyValue *kv)
+{
+	node_mark_cached_node = node;
+	node_mark_cached_revision = kv->found ? kv->mod_revision : 0;
+	node_mark_cached_millis = kv->found ? node_lease_parse_mark(node, kv->value) : 0;
+}
+
+void
+node_lease_read_mark(void *arg)
+{
+	NodeMark   *mark = (NodeMark *) arg;
+	EtcdKeyValue kv;
+
+	etcd_get(mark_key(mark->node), &kv);
+	node_lease_cache_mark(mark->node, &kv);
+	mark->millis = node_mark_cached_millis;
+}
+
+/*
+ * Write the node's mark in etcd as the holder of the node id: only while
+ * <prefix>/nodes/<N> is attached to this lease, and at the revision last
+ * seen.  Returns false if the mark changed meanwhile (the cache then holds
+ * it); raises if the node id is no longer ours, after fencing.
+ */
+static bool
+node_lease_write_mark(int node, int64 millis)
+{
+	EtcdKeyValue current;
+
+	switch (etcd_guarded_put(node_key(node), node_lease_id, mark_key(node),
+							 psprintf(INT64_FORMAT, millis + node_lease_epoch_unix_millis()),
+							 node_mark_cached_revision, &current))
+	{
+		case ETCD_WRITTEN:
+			node_mark_cached_revision = current.mod_revision;
+			node_mark_cached_millis = millis;
+			return true;
+		case ETCD_CHANGED:
+			node_lease_cache_mark(node, &current);
+			return false;
+		case ETCD_GUARD_LOST:
+			break;
+	}
+	node_lease_lost();
+	ereport(ERROR,
+			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			errmsg("the etcd key %s is no longer attached to this server's lease",
+				   node_key(node)),
+			errdetail("No more IDs are issued under node id %d.", node));
+	pg_unreachable();
+}
+
+/*
+ * Raise the node's mark in etcd to at least mark->millis.  A mark already
+ * there was written by a holder of the node id (writes are guarded), this
+ * one or one before it, so it covers the reservation.
+ */
+void
+node_lease_raise_mark(void *arg)
+{
+	NodeMark   *mark = (NodeMark *) arg;
+	int			tries;
+
+	if (node_mark_cached_node != mark->node)
+		node_lease_read_mark(&(NodeMark) {.node = mark->node});
+
+	for (tries = 0; tries < NODE_LEASE_MARK_TRIES; tries++)
+	{
+		if (node_mark_cached_millis >= mark->millis)
+			return;
+		if (node_lease_write_mark(mark->node, mark->millis))
+			return;
+	}
+	ereport(ERROR,
+			errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			errmsg("could not raise the etcd key %s: it kept changing",
+				   mark_key(mark->node)));
+}
+
+/*
+ * At clean shutdown, with the generator closed: bring the mark down to the
+ * exact last issued millisecond, still at or above every ID of the node
+ * id, so that the next holder (often this server, restarting) issues at
+ * once instead of waiting out the reservation.
+ */
+void
+node_lease_settle_mark(void *arg)
+{
+	NodeMark   *mark = (NodeMark *) arg;
+
+	if (node_mark_cached_node == mark->node &&
+		node_mark_cached_millis > mark->millis)
+		(void) node_lease_write_mark(mark->node, mark->millis);
+}

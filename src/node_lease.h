@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * node_lease.h
+ *	  Holding a node id in etcd: lease, claim, keep-alive, fence, release,
+ *	  and the node id's high-water mark kept in etcd.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNOWFLAKE_NODE_LEASE_H
+#define SNOWFLAKE_NODE_LEASE_H
+
+#include "layout.h"
+
+typedef struct NodeClaim
+{
+	int			wanted;			/* the configured node id, or -1 for any */
+	const int64 *skip_until;	/* per node id: clock ms before which to skip it */
+	int64		now_millis;		/* the clock, ms since the epoch */
+	int			node;			/* out: the node id now held, or -1 */
+	char	   *problem;		/* out: why none is held */
+} NodeClaim;
+
+typedef struct NodeMark
+{
+	int			node;
+	int64		millis;			/* ms since snowflake.epoch; 0 for none */
+} NodeMark;
+
+/* Steps for worker_run(): each raises an error on failure. */
+extern void node_lease_grant(void *unused);
+extern void node_lease_keepalive(void *lost);
+extern void node_lease_revoke(void *unused);
+extern void node_lease_claim(void *claim);
+extern void node_lease_release(void *node);
+extern void node_lease_read_mark(void *mark);
+extern void node_lease_raise_mark(void *mark);
+extern void node_lease_settle_mark(void *mark);
+
+extern bool node_lease_held(void);
+extern void node_lease_lost(void);
+extern void node_lease_forget(int64 lease_id);
+extern void node_lease_keepalive_failed(void);
+extern int64 node_lease_ms_until_keepalive(void);
+
+#endif							/* SNOWFLAKE_NODE_LEASE_H */
