@@ -41,7 +41,7 @@ stamp=$(date -u -r "$TSV" '+%Y-%m-%d')
 
 mkdir -p "$(dirname "$PNG")"
 gnuplot <<EOF
-set terminal pngcairo size 800,480 font "DejaVu Sans,11"
+set terminal pngcairo size 800,480 font "DejaVu Sans,11" noenhanced
 set output "$PNG"
 set title "snowflake benchmark: $title${stamp:+ ($stamp)}"
 set xlabel "pgbench clients"
@@ -55,8 +55,10 @@ set key bottom right
 set style line 1 lc rgb "#1f77b4" lw 2 pt 7
 set style line 2 lc rgb "#7f7f7f" lw 2 pt 5
 set style line 3 lc rgb "#d62728" lw 2 pt 9
-plot "$data" index 0 using 1:2:3:4 with yerrorlines ls 1 title "snowflake_nextval()", \
-     "$data" index 1 using 1:2:3:4 with yerrorlines ls 2 title "bigserial", \
-     "$data" index 2 using 1:2:3:4 with yerrorlines ls 3 title "gen_random_uuid()"
+# Each key type a little to the side of the client count, so that the
+# bars do not hide one another.
+plot "$data" index 0 using (\$1 * 0.95):2:3:4 with yerrorlines ls 1 title "snowflake_nextval()", \
+     "$data" index 1 using (\$1):2:3:4 with yerrorlines ls 2 title "bigserial", \
+     "$data" index 2 using (\$1 * 1.05):2:3:4 with yerrorlines ls 3 title "gen_random_uuid()"
 EOF
 echo "Chart: $PNG"

@@ -14,7 +14,7 @@ PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 . "$PROJECT_DIR/scripts/lib.sh"
 
 install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
-	libipc-run-perl faketime postgresql-server-dev-all debhelper gnuplot-nox
+	libipc-run-perl faketime postgresql-server-dev-all debhelper build-essential gnuplot-nox
 passed=0
 failed=0
 
