@@ -39,6 +39,16 @@ SELECT item, id > 1000000 AS snowflake_id, snowflake_node(id) FROM orders ORDER 
 SELECT snowflake_convert_column('orders', 'id');
 SELECT * FROM column_state('orders', 'id');
 
+-- The owner need not be a superuser.
+CREATE ROLE regress_convert_owner;
+CREATE TABLE owned (id bigserial PRIMARY KEY);
+ALTER TABLE owned OWNER TO regress_convert_owner;
+SET ROLE regress_convert_owner;
+SELECT snowflake_convert_column('owned', 'id');
+INSERT INTO owned DEFAULT VALUES;
+SELECT snowflake_node(id) FROM owned;
+RESET ROLE;
+
 -- A plain bigint column holding IDs of another node made earlier: allowed.
 CREATE TABLE merged (id bigint PRIMARY KEY);
 INSERT INTO merged VALUES (snowflake_from_timestamp(now() - interval '1 hour', 900, 5));
@@ -116,5 +126,7 @@ DROP SCHEMA evil CASCADE;
 DROP VIEW bad_view;
 DROP TABLE orders, merged, event_notes, events, bad, hostile;
 DROP SEQUENCE orders_id_seq, events_id_seq;
-DROP ROLE regress_convert_other;
+DROP TABLE owned;
+DROP SEQUENCE owned_id_seq;
+DROP ROLE regress_convert_other, regress_convert_owner;
 DROP FUNCTION column_state(regclass, name), try_convert(regclass, name);
