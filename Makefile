@@ -14,11 +14,11 @@ OBJS = \
 PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
 
 EXTENSION = snowflake
-DATA = snowflake--1.0.sql
+DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql
 
 # pg_regress starts its own preloaded throwaway server (no installcheck
 # against a stranger's server is needed).
-REGRESS = layout functions errors status catalog search_path
+REGRESS = layout functions errors status catalog search_path convert_column
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)

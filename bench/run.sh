@@ -16,7 +16,8 @@
 #      against the targets snowflake >= bigserial, > uuid, and a smaller
 #      index than uuid.
 #   5. Raw figures go to bench/results/latest.tsv (test, key_type, clients,
-#      value, unit) for charting.
+#      value, unit); bench/chart.sh draws the inserts from them into
+#      docs/bench-inserts.png (with gnuplot, if installed).
 #
 # How to run (from anywhere; takes two to three minutes on 2 cores):
 #   bash bench/run.sh
@@ -516,6 +517,12 @@ main() {
 	TSV_TMP=""
 	echo
 	echo "Raw results: $RESULTS_DIR/latest.tsv (copy: $RESULTS_DIR/$stamp.tsv)"
+	# The chart the README shows, redrawn from this run.
+	if command -v gnuplot >/dev/null; then
+		bash "$BENCH_DIR/chart.sh" "$RESULTS_DIR/latest.tsv" "$BENCH_DIR/../docs/bench-inserts.png"
+	else
+		echo "No chart: gnuplot is missing (apt-get install gnuplot-nox)"
+	fi
 	echo "Total time: $((SECONDS - START_SECONDS)) s"
 }
 

@@ -7,13 +7,15 @@
 #
 #   bash scripts/test.sh                      everything
 #   bash scripts/test.sh test/t/002_x.pl ...  only these TAP suites
+#   bash scripts/test.sh test/package.sh      only this script suite
 set -uo pipefail
 
 PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 . "$PROJECT_DIR/scripts/lib.sh"
 
 install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
-	libipc-run-perl faketime libcurl4-openssl-dev etcd-server etcd-client openssl
+	libipc-run-perl faketime libcurl4-openssl-dev etcd-server etcd-client openssl \
+	postgresql-server-dev-all debhelper build-essential gnuplot-nox
 passed=0
 failed=0
 
@@ -35,6 +37,31 @@ run_demo() {
 }
 
 [ $# -eq 0 ] && run_demo
+
+# Script suites (test/*.sh) run as root.  test/package.sh installs the
+# Debian package over the installed files and removes them with it, so the
+# scripts run before the build that the other suites use.
+run_script() {
+	echo "== $1"
+	if bash "$PROJECT_DIR/$1"; then
+		passed=$((passed + 1))
+	else
+		echo "FAILED: $1"
+		failed=$((failed + 1))
+	fi
+}
+script_files=()
+for f in "$@"; do
+	[[ $f == *.sh ]] && script_files+=("$f")
+done
+if [ $# -eq 0 ]; then
+	for f in "$PROJECT_DIR"/test/*.sh; do
+		[ -e "$f" ] && script_files+=("test/$(basename "$f")")
+	done
+fi
+for f in "${script_files[@]}"; do
+	run_script "$f"
+done
 build_and_install "-DUSE_ASSERT_CHECKING" || { echo "build failed"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
 
 work=$(server_owned_copy)
@@ -74,7 +101,10 @@ run_tap() {
 }
 
 if [ $# -gt 0 ]; then
-	tap_files=("$@")
+	tap_files=()
+	for f in "$@"; do
+		[[ $f == *.sh ]] || tap_files+=("$f")
+	done
 else
 	run_regress
 	tap_files=()

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The Debian package: builds postgresql-15-snowflake from a copy of the tree
+# with dpkg-buildpackage and Debian's PostgreSQL extension tooling
+# (pg_buildext, dh --with pgxs), installs it with dpkg, runs a fresh server
+# preloaded with the packaged library that makes and decodes IDs, then
+# removes the package again.  Needs root (dpkg) and the packages named in
+# scripts/test.sh; prints "ok - ..." per check and exits non-zero on any
+# failure.
+#
+# It replaces files that `make install` put in the PostgreSQL directories
+# and removes them with the package: scripts/test.sh runs it before it
+# builds and installs the extension for the other suites.
+set -uo pipefail
+
+PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+. "$PROJECT_DIR/scripts/lib.sh"
+
+PACKAGE=postgresql-$PG_MAJOR-snowflake
+LIBDIR=$("$PG_CONFIG" --pkglibdir)
+SHAREDIR=$("$PG_CONFIG" --sharedir)/extension
+failures=0
+work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-package.XXXXXX")
+
+check() {	# description command...
+	local what=$1
+	shift
+	if "$@" >"$work/check.out" 2>&1; then
+		echo "ok - $what"
+	else
+		echo "not ok - $what"
+		sed 's/^/#   /' "$work/check.out"
+		failures=$((failures + 1))
+	fi
+}
+
+cleanup() {
+	[ -f "$work/data/postmaster.pid" ] &&
+		as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1
+	if dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q "ok installed"; then
+		as_root dpkg -r "$PACKAGE" >/dev/null
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Build from a copy, so the tree (root's or a user's clone) gets no build
+# files; the .deb files land beside the copy.
+mkdir "$work/src"
+tar -C "$PROJECT_DIR" --exclude=.git -cf - . | tar -C "$work/src" -xf -
+check "dpkg-buildpackage builds the package with pg_buildext" \
+	bash -c "cd '$work/src' && dpkg-buildpackage -us -uc -b >'$work/build.log' 2>&1 || { tail -n 40 '$work/build.log'; exit 1; }"
+deb=$(ls "$work"/${PACKAGE}_*.deb 2>/dev/null | head -n 1)
+[ -n "$deb" ] || { echo "not ok - no $PACKAGE .deb was built"; exit 1; }
+check "the package holds the library, the control file and the install and upgrade scripts" \
+	bash -c "dpkg-deb -c '$deb' | grep -q '$LIBDIR/snowflake.so\$' &&
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake.control\$' &&
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0.sql\$' &&
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0--1.1.sql\$'"
+check "it is built for PostgreSQL $PG_MAJOR only" \
+	bash -c "[ \"\$(ls '$work'/postgresql-*-snowflake_*.deb | wc -l)\" -eq 1 ] &&
+		dpkg-deb -f '$deb' Depends | grep -q 'postgresql-$PG_MAJOR'"
+
+check "dpkg -i installs it" as_root dpkg -i "$deb"
+check "the installed files are the package's, unmodified" \
+	bash -c "dpkg -S '$LIBDIR/snowflake.so' | grep -q '^$PACKAGE:' && dpkg --verify '$PACKAGE'"
+
+# A clean server, preloaded with the packaged library.
+[ "$(id -u)" -eq 0 ] && chown "$(server_user)" "$work"
+as_server_user initdb -D "$work/data" -A trust -U postgres >/dev/null
+cat >>"$work/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'snowflake'
+snowflake.node_id = 12
+listen_addresses = ''
+unix_socket_directories = '$work'
+CONF
+check "a server starts with the packaged library preloaded" \
+	as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start
+psql_pkg() {
+	as_server_user psql -X -q -A -t -h "$work" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"
+}
+ready=no
+for _ in $(seq 1 60); do
+	if [ "$(psql_pkg "SELECT state FROM snowflake_status()" 2>/dev/null)" = ready ]; then
+		ready=yes
+		break
+	fi
+	sleep 0.5
+done
+check "its worker creates the extension and the generator becomes ready" test "$ready" = yes
+check "the extension is version 1.1" \
+	test "$(psql_pkg "SELECT extversion FROM pg_extension WHERE extname = 'snowflake'")" = 1.1
+psql_pkg "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
+	INSERT INTO t (v) VALUES ('before');
+	SELECT snowflake_convert_column('t', 'id');
+	INSERT INTO t (v) SELECT 'after' FROM generate_series(1, 1000);" >/dev/null 2>&1
+check "it makes IDs that decode to node 12, now" \
+	test "$(psql_pkg "SELECT count(*) FROM t, snowflake_decode(id) d
+		WHERE v = 'after' AND d.node = 12 AND d.ts BETWEEN now() - interval '1 min' AND clock_timestamp()")" = 1000
+as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null
+
+check "dpkg -r removes it" as_root dpkg -r "$PACKAGE"
+check "and its files" test ! -e "$LIBDIR/snowflake.so" -a ! -e "$SHAREDIR/snowflake.control"
+
+[ "$failures" -eq 0 ]
