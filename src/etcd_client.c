@@ -207,8 +207,14 @@ etcd_post_once(const char *endpoint, const char *path, const char *body,
 			*failure = psprintf("%s: the answer is larger than %d bytes",
 								url, ETCD_MAX_RESPONSE);
 		else
-			*failure = psprintf("%s: %s", url,
-								curl_error[0] ? curl_error : curl_easy_strerror(rc));
+		{
+			/*
+			 * libcurl's own wording, not its error buffer: the buffer has
+			 * timings in it, and the same failure must read the same each
+			 * time to be logged once.
+			 */
+			*failure = psprintf("%s: %s", url, curl_easy_strerror(rc));
+		}
 		return 0;
 	}
 	curl_easy_getinfo(etcd_curl, CURLINFO_RESPONSE_CODE, &status);
@@ -222,16 +228,23 @@ etcd_post_once(const char *endpoint, const char *path, const char *body,
 	return status;
 }
 
-/* Parse the answer as JSON; it must be an object. */
+/*
+ * Parse the answer as JSON.  Returns NULL, with *failure set, when it is not
+ * a JSON object: a member that sends garbage is treated like one that does
+ * not answer.
+ */
 static JsonbContainer *
-etcd_parse_answer(void)
+etcd_parse_answer(const char *url, char **failure)
 {
 	MemoryContext context = CurrentMemoryContext;
 	Jsonb	   *volatile answer = NULL;
 	char	   *volatile parse_error = NULL;
 
 	if (strlen(etcd_body) != etcd_body_len)
-		etcd_reject("the answer contains a NUL byte");
+	{
+		*failure = psprintf("%s: the answer contains a NUL byte", url);
+		return NULL;
+	}
 
 	PG_TRY();
 	{
@@ -250,11 +263,15 @@ etcd_parse_answer(void)
 	PG_END_TRY();
 
 	if (parse_error)
-		etcd_reject("it is not JSON (%s): %s", parse_error,
-					etcd_printable(etcd_body, 100));
-	if (!JsonContainerIsObject(&answer->root))
-		etcd_reject("it is not a JSON object: %s", etcd_printable(etcd_body, 100));
-	return &answer->root;
+		*failure = psprintf("%s: the answer is not JSON (%s): %s", url,
+							etcd_printable(parse_error, 100),
+							etcd_printable(etcd_body, 100));
+	else if (!JsonContainerIsObject(&answer->root))
+		*failure = psprintf("%s: the answer is not a JSON object: %s", url,
+							etcd_printable(etcd_body, 100));
+	else
+		return &answer->root;
+	return NULL;
 }
 
 /*
@@ -301,13 +318,15 @@ etcd_call(const char *path, const char *body, long *status)
 			continue;
 		}
 
-		answer = etcd_parse_answer();
+		answer = etcd_parse_answer(psprintf("%s%s", endpoint, path), &failure);
 
-		/* A member without a leader says so: ask another one. */
-		if (etcd_unavailable(answer))
+		/* Garbage, or a member without a leader saying so: ask another. */
+		if (answer == NULL || etcd_unavailable(answer))
 		{
-			appendStringInfo(&failures, "%s%s%s: %s", failures.len ? "; " : "",
-							 endpoint, path, etcd_error_in(answer, *status));
+			if (answer != NULL)
+				failure = psprintf("%s%s: %s", endpoint, path,
+								   etcd_error_in(answer, *status));
+			appendStringInfo(&failures, "%s%s", failures.len ? "; " : "", failure);
 			etcd_count_error();
 			etcd_current_endpoint = (etcd_current_endpoint + 1) % count;
 			continue;

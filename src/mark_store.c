@@ -79,6 +79,18 @@ mark_store_table(void)
 													  1, &isnull)));
 }
 
+/*
+ * Make sure the table exists (creating the extension if need be) before the
+ * worker has a node id, so that snowflake_status() can say why there is none.
+ */
+void
+mark_store_prepare(void *unused)
+{
+	mark_store_begin("snowflake: preparing the high-water table");
+	(void) mark_store_table();
+	mark_store_commit();
+}
+
 void
 mark_store_read(void *read)
 {

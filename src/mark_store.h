@@ -27,6 +27,7 @@ typedef struct MarkStoreWrite
 } MarkStoreWrite;
 
 /* Each is one transaction; the argument is a MarkStoreRead/Write. */
+extern void mark_store_prepare(void *unused);
 extern void mark_store_read(void *read);
 extern void mark_store_write(void *write);
 

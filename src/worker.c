@@ -509,6 +509,8 @@ snowflake_worker_main(Datum arg)
 	SetConfigOption("lock_timeout", psprintf("%d", Max(snowflake_reserve / 2, 100)),
 					PGC_SUSET, PGC_S_OVERRIDE);
 
+	(void) worker_run(mark_store_prepare, NULL, "prepare the high-water table");
+
 	worker_uses_etcd = settings_etcd_in_use();
 	if (worker_uses_etcd)
 	{

@@ -190,6 +190,16 @@ ok(ids_above_all_earlier_runs(), 'and IDs kept increasing');
 # Reservation outage: the worker cannot write its table.  IDs continue up to
 # the committed reservation, then callers wait and time out; nothing past
 # the mark is issued; IDs flow again once the table is free.
+# A reservation of 5 s, fresh when the lock is taken, so that IDs can be
+# seen to continue however slow the machine is.
+$node->append_conf('postgresql.conf', "snowflake.reserve = 5000\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT current_setting('snowflake.reserve') = '5s'})
+  or die 'reload did not apply';
+issue(100);
+$node->poll_query_until('postgres',
+	q{SELECT high_water > clock_timestamp() + interval '3 s' FROM snowflake_status()})
+  or die 'no reservation of 5 s';
 my $locker = $node->background_psql('postgres');
 $locker->query_safe('BEGIN; LOCK TABLE snowflake_high_water IN ACCESS EXCLUSIVE MODE;');
 my ($issued, $failure) = (0, '');
@@ -213,6 +223,8 @@ is(query(q{SELECT count(*) FROM ids, snowflake_status() s
 	'no ID is past the committed mark');
 $locker->query_safe('COMMIT');
 $locker->quit;
+$node->append_conf('postgresql.conf', "snowflake.reserve = 1000\n");
+$node->reload;
 is(issue(100), 0, 'IDs flow again once the worker can write');
 is(query('SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'still no ID repeats');
 
