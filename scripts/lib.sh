@@ -59,3 +59,18 @@ server_owned_copy() {
 	chmod 755 "$dir"
 	echo "$dir"
 }
+
+# check DESCRIPTION COMMAND...: for the script suites (test/*.sh), one TAP
+# line for COMMAND's success, its output shown on failure.  Uses the
+# caller's $work (a scratch directory) and counts into $failures.
+check() {	# description command...
+	local what=$1
+	shift
+	if "$@" >"$work/check.out" 2>&1; then
+		echo "ok - $what"
+	else
+		echo "not ok - $what"
+		sed 's/^/#   /' "$work/check.out"
+		failures=$((failures + 1))
+	fi
+}

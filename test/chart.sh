@@ -6,21 +6,10 @@
 set -uo pipefail
 
 PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+. "$PROJECT_DIR/scripts/lib.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-chart.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
-
-check() {	# description command...
-	local what=$1
-	shift
-	if "$@" >"$work/check.out" 2>&1; then
-		echo "ok - $what"
-	else
-		echo "not ok - $what"
-		sed 's/^/#   /' "$work/check.out"
-		failures=$((failures + 1))
-	fi
-}
 
 # Figures in bench/run.sh's format (made up for the test).
 {

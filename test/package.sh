@@ -21,18 +21,6 @@ SHAREDIR=$("$PG_CONFIG" --sharedir)/extension
 failures=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-package.XXXXXX")
 
-check() {	# description command...
-	local what=$1
-	shift
-	if "$@" >"$work/check.out" 2>&1; then
-		echo "ok - $what"
-	else
-		echo "not ok - $what"
-		sed 's/^/#   /' "$work/check.out"
-		failures=$((failures + 1))
-	fi
-}
-
 cleanup() {
 	[ -f "$work/data/postmaster.pid" ] &&
 		as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1
