@@ -72,13 +72,18 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
 
-	-- Future IDs of this node are at or above the ID of now.  Without a node
-	-- id yet, node 0 gives the smallest ID of now, below that of any node.
-	-- snowflake_status() raises if the library is not preloaded: the new
-	-- DEFAULT could not issue anything then.
+	-- Every ID the generator issues later is above the one it issues now,
+	-- itself at or above the ID of now: values below it can never collide,
+	-- even IDs issued in this very millisecond.  Without a node id yet there
+	-- is no generator to ask; node 0 gives the smallest ID of now, below that
+	-- of any node.  snowflake_status() raises if the library is not
+	-- preloaded: the new DEFAULT could not issue anything then.
 	SELECT s.node_id INTO node FROM @extschema@.snowflake_status() s;
-	floor_id := @extschema@.snowflake_from_timestamp(clock_timestamp(),
-													 coalesce(node, 0), 0);
+	IF node IS NULL THEN
+		floor_id := @extschema@.snowflake_from_timestamp(clock_timestamp(), 0, 0);
+	ELSE
+		floor_id := @extschema@.snowflake_nextval();
+	END IF;
 	EXECUTE format('SELECT max(%I) FROM %s', col, tbl) INTO max_id;
 	IF max_id >= floor_id THEN
 		RAISE EXCEPTION 'column "%" of table % holds values up to %, at or above the snowflake ID of now',
