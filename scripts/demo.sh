@@ -23,13 +23,7 @@ stop_server() {
 }
 trap stop_server EXIT
 
-as_server_user initdb -D "$dir/data" -A trust -U postgres >/dev/null
-cat >>"$dir/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'snowflake'
-snowflake.node_id = 1
-listen_addresses = ''
-unix_socket_directories = '$dir'
-CONF
+init_throwaway_server "$dir" 1
 as_server_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
 	{ cat "$dir/server.log"; exit 1; }
 

@@ -60,6 +60,20 @@ server_owned_copy() {
 	echo "$dir"
 }
 
+# init_throwaway_server DIR NODE_ID: a data directory in DIR/data for a
+# server preloading snowflake with that node id, on a Unix socket in DIR
+# only.  DIR must belong to the server user.
+init_throwaway_server() {
+	local dir=$1 node_id=$2
+	as_server_user initdb -D "$dir/data" -A trust -U postgres >/dev/null || return 1
+	cat >>"$dir/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'snowflake'
+snowflake.node_id = $node_id
+listen_addresses = ''
+unix_socket_directories = '$dir'
+CONF
+}
+
 # check DESCRIPTION COMMAND...: for the script suites (test/*.sh), one TAP
 # line for COMMAND's success, its output shown on failure.  Uses the
 # caller's $work (a scratch directory) and counts into $failures.

@@ -54,13 +54,7 @@ check "the installed files are the package's, unmodified" \
 
 # A clean server, preloaded with the packaged library.
 [ "$(id -u)" -eq 0 ] && chown "$(server_user)" "$work"
-as_server_user initdb -D "$work/data" -A trust -U postgres >/dev/null
-cat >>"$work/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'snowflake'
-snowflake.node_id = 12
-listen_addresses = ''
-unix_socket_directories = '$work'
-CONF
+init_throwaway_server "$work" 12
 check "a server starts with the packaged library preloaded" \
 	as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start
 psql_pkg() {

@@ -26,6 +26,20 @@ sub sysid { return query($_[0], 'SELECT system_identifier FROM pg_control_system
 
 # Four servers started together.
 my @fleet = map { etcd_snowflake_node("fleet$_", $etcd, %conf) } 0 .. 3;
+
+# $successor, which took over the node id of $predecessor, issues 1000 IDs,
+# gathered with the rest: none is at or below an ID of $predecessor.
+sub issues_above
+{
+	my ($successor, $predecessor, $what) = @_;
+	query($successor, 'CREATE TABLE ids (id bigint NOT NULL)');
+	query($successor, 'INSERT INTO ids SELECT snowflake_nextval() FROM generate_series(1, 1000)');
+	gather_ids($fleet[0], 'ids', $successor);
+	is(query($fleet[0], "SELECT count(*) FROM all_ids a, all_ids b
+		WHERE a.server = '" . $successor->name . "' AND b.server = '" . $predecessor->name . "'
+		  AND a.id <= b.id"), 0, $what);
+}
+
 $_->start for @fleet;
 wait_until_ready($_) for @fleet;
 my %node_of = map { ($_->name => status($_)->{node_id}) } @fleet;
@@ -117,12 +131,7 @@ ok($ttl_left < 0, "and revokes its lease (timetolive $ttl_left)");
 my $next = etcd_snowflake_node('fleet4', $etcd, %conf);
 start_ready($next);
 is(status($next)->{node_id}, $freed, "the next server takes the freed id $freed");
-query($next, 'CREATE TABLE ids (id bigint NOT NULL)');
-query($next, 'INSERT INTO ids SELECT snowflake_nextval() FROM generate_series(1, 1000)');
-gather_ids($fleet[0], 'ids', $next);
-is(query($fleet[0], "SELECT count(*) FROM all_ids a, all_ids b
-	WHERE a.server = 'fleet4' AND b.server = '" . $stopped->name . "' AND a.id <= b.id"), 0,
-	'and issues above every ID the stopped server issued under it');
+issues_above($next, $stopped, 'and issues above every ID the stopped server issued under it');
 
 # kill -9: the postmaster dies without revoking; the id stays held until
 # the lease expires (no one can take it while orphaned backends might still
@@ -139,12 +148,7 @@ diag sprintf('the key went away %.1f s after kill -9 (TTL %d s)', time() - $t_ki
 my $after_kill = etcd_snowflake_node('fleet5', $etcd, %conf);
 start_ready($after_kill);
 is(status($after_kill)->{node_id}, $killed_node, "the next server takes id $killed_node");
-query($after_kill, 'CREATE TABLE ids (id bigint NOT NULL)');
-query($after_kill, 'INSERT INTO ids SELECT snowflake_nextval() FROM generate_series(1, 1000)');
-gather_ids($fleet[0], 'ids', $after_kill);
-is(query($fleet[0], "SELECT count(*) FROM all_ids a, all_ids b
-	WHERE a.server = 'fleet5' AND b.server = '" . $killed->name . "' AND a.id <= b.id"), 0,
-	'and issues above every ID the killed server issued under it');
+issues_above($after_kill, $killed, 'and issues above every ID the killed server issued under it');
 
 # Exhaustion: ids 0-3 are held by servers; take every other id but 4 and 5
 # by hand (plain keys, no lease).  Two more servers take 4 and 5; the third
