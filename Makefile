@@ -14,7 +14,7 @@ OBJS = \
 PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
 
 EXTENSION = snowflake
-DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql
+DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql snowflake--1.1--1.2.sql
 
 # pg_regress starts its own preloaded throwaway server (no installcheck
 # against a stranger's server is needed).

@@ -9,7 +9,7 @@
 -- start: a restored mark can only hold the generator higher).
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.snowflake_high_water', '');
 
--- Adopting snowflake keys on an existing table (SPEC section 3).
+-- Adopting snowflake keys on an existing table.
 --
 -- plpgsql rather than C: every step is an ordinary catalog query or
 -- ALTER command, and reads best as such.  The table is locked before the

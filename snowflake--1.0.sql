@@ -126,7 +126,7 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.snowflake_status() IS
 'one row describing this server''s snowflake generator';
 
--- The high-water marks (SPEC section 5): per node id, a timestamp at or
+-- The high-water marks: per node id, a timestamp at or
 -- above every timestamp that node has put in an ID on this server, written
 -- ahead of use by the background worker in snowflake.database.  An
 -- ordinary, WAL-logged table, so a promoted standby inherits the marks.
