@@ -153,9 +153,20 @@ worker_report(const char *message, const char *detail, const char *hint)
 {
 	if (worker_first_in_episode(message))
 		ereport(WARNING,
-				errmsg("snowflake worker: %s", message),
+				errmsg("%s", message),
 				detail ? errdetail("%s", detail) : 0,
 				hint ? errhint("%s", hint) : 0);
+	shared_state_set_last_error(message);
+}
+
+/* The same for a step that failed: the log says it was the worker. */
+static void
+worker_report_failure(const char *message, const char *detail)
+{
+	if (worker_first_in_episode(message))
+		ereport(WARNING,
+				errmsg("snowflake worker %s", message),
+				detail ? errdetail("%s", detail) : 0);
 	shared_state_set_last_error(message);
 }
 
@@ -182,8 +193,8 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		worker_report(psprintf("could not %s: %s", what, edata->message),
-					  edata->detail, NULL);
+		worker_report_failure(psprintf("could not %s: %s", what, edata->message),
+							  edata->detail);
 		FreeErrorData(edata);
 		ok = false;
 	}
