@@ -68,7 +68,7 @@ shared_state_startup(void)
 		 * starts a fresh millisecond.  Its sequence 0 is not an issued ID.
 		 */
 		pg_atomic_init_u64(&shared->last_id, snowflake_compose(0, node, 0));
-		shared->uncounted_ids = 1;
+		pg_atomic_init_u64(&shared->uncounted_ids, 1);
 		pg_atomic_init_u32(&shared->phase, shared_state_initial_phase());
 		pg_atomic_init_u64(&shared->reserved_until, 0);
 		pg_atomic_init_u64(&shared->high_water, 0);
@@ -265,7 +265,7 @@ shared_state_restart_above(int64 mark_millis, int node)
 		 */
 		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
 								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
-		shared->uncounted_ids += SNOWFLAKE_IDS_PER_MILLI;
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
 	}
 
 	/* Nothing above the floor until the worker commits a reservation. */
@@ -292,23 +292,50 @@ shared_state_close(SnowflakePhase phase)
 /*
  * A mark of node was written into the table by someone other than the
  * worker (a restore, a superuser).  If it is above the last issued ID of
- * the node this server serves, or was written under another epoch, no
- * further ID may be issued until the worker has reopened the generator
- * above it: close it now, from this backend, so that not even an ID being
- * taken at this moment can fall at or below the mark.  Raising a floor
- * that is never committed (the restore rolls back) only costs a wait.
+ * the node this server serves, no further ID may fall at or below it: move
+ * last_id up to the mark at once, from this backend, with a compare-and-
+ * swap (every ID is above last_id, and the worker only ever moves it up, so
+ * this cannot be lost in a race with it), and close the generator so that
+ * the worker reopens it with the right phase (waiting for the clock, or
+ * clock_behind).  A mark of another epoch only closes it: the worker's
+ * read refuses it.  Raising a floor that is never committed (the restore
+ * rolls back) only costs a wait.  Returns whether the generator was closed.
  */
 bool
 shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 {
 	SnowflakeShared *shared = snowflake_shared;
-	uint64		seen;
 
 	if (same_epoch)
 	{
-		if ((uint32) node != pg_atomic_read_u32(&shared->current_node) ||
-			mark_millis <= shared_state_last_issued_millis())
+		uint64		old_id = pg_atomic_read_u64(&shared->last_id);
+		uint64		seen;
+		uint64		new_id;
+
+		if ((uint32) node != pg_atomic_read_u32(&shared->current_node))
 			return false;
+		mark_millis = Min(mark_millis, SNOWFLAKE_MAX_MILLIS);
+		for (;;)
+		{
+			uint64		last_id = old_id & ~SNOWFLAKE_CLOSED_BIT;
+
+			if (mark_millis <= snowflake_millis((int64) last_id) ||
+				snowflake_node_of((int64) last_id) != node)
+				return false;
+			new_id = (uint64) snowflake_compose(mark_millis, node, SNOWFLAKE_MAX_SEQUENCE) |
+				SNOWFLAKE_CLOSED_BIT;
+			if (pg_atomic_compare_exchange_u64(&shared->last_id, &old_id, new_id))
+				break;
+		}
+		/* The old millisecond's IDs are done; the new sequence is no ID. */
+		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
+		if ((old_id & ~SNOWFLAKE_CLOSED_BIT) != pg_atomic_read_u64(&shared->placeholder_id))
+			pg_atomic_write_u64(&shared->previous_last_millis,
+								(uint64) snowflake_millis((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)));
+		pg_atomic_write_u64(&shared->placeholder_id, new_id & ~SNOWFLAKE_CLOSED_BIT);
+
 		seen = pg_atomic_read_u64(&shared->honour_floor);
 		while (seen < (uint64) mark_millis &&
 			   !pg_atomic_compare_exchange_u64(&shared->honour_floor, &seen,
@@ -370,7 +397,7 @@ shared_state_ids_generated(void)
 	last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
 
 	return finished + snowflake_sequence_of((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT)) + 1 -
-		snowflake_shared->uncounted_ids;
+		pg_atomic_read_u64(&snowflake_shared->uncounted_ids);
 }
 
 /*

@@ -77,7 +77,7 @@ typedef struct SnowflakeShared
 	 * that sum that belongs to the starting value of last_id, not to IDs.
 	 */
 	pg_atomic_uint64 ids_in_finished_millis;
-	uint64		uncounted_ids;
+	pg_atomic_uint64 uncounted_ids;
 
 	pg_atomic_uint64 sequence_exhaustions;
 	pg_atomic_uint64 clock_rollbacks;

@@ -77,11 +77,18 @@ static int	worker_node = -1;
 static bool worker_gave_back = false;
 
 /*
- * The problems already logged in this episode: a problem is logged once
- * until the worker is healthy again, even when two of them alternate.
+ * The problems logged and not yet over: each is logged once, however often
+ * it comes back, until the step that failed succeeds (step NULL: until the
+ * generator is ready again), even when two problems alternate.
  */
-static char worker_logged[WORKER_LOGGED_MAX][SNOWFLAKE_LAST_ERROR_LEN];
-static int	worker_logged_count = 0;
+typedef struct WorkerProblem
+{
+	const char *step;
+	char		message[SNOWFLAKE_LAST_ERROR_LEN];
+} WorkerProblem;
+
+static WorkerProblem worker_problems[WORKER_LOGGED_MAX];
+static int	worker_problem_count = 0;
 
 /*
  * Per node id, the clock (ms since the epoch) it must reach before this
@@ -113,60 +120,63 @@ worker_detach(int code, Datum arg)
 	shared_state_set_worker_latch(NULL);
 }
 
-/* True the first time message comes up in this episode; remembers it. */
+/* True the first time message comes up in its episode; remembers it. */
 static bool
-worker_first_in_episode(const char *message)
+worker_first_in_episode(const char *step, const char *message)
 {
 	int			i;
 
-	for (i = 0; i < worker_logged_count; i++)
-		if (strncmp(worker_logged[i], message, SNOWFLAKE_LAST_ERROR_LEN - 1) == 0)
+	for (i = 0; i < worker_problem_count; i++)
+		if (strncmp(worker_problems[i].message, message, SNOWFLAKE_LAST_ERROR_LEN - 1) == 0)
 			return false;
-	if (worker_logged_count < WORKER_LOGGED_MAX)
-		strlcpy(worker_logged[worker_logged_count++], message, SNOWFLAKE_LAST_ERROR_LEN);
+	if (worker_problem_count == WORKER_LOGGED_MAX)
+		return true;			/* too many at once to keep: log them all */
+	worker_problems[worker_problem_count].step = step;
+	strlcpy(worker_problems[worker_problem_count].message, message,
+			SNOWFLAKE_LAST_ERROR_LEN);
+	worker_problem_count++;
 	return true;
 }
 
 /*
- * IDs flow again: the episode of problems is over.  last_error says what
- * is wrong now, so it is cleared, and the log says the problem is gone.
+ * The episode of the problems of step (NULL: those reported outside a
+ * step) is over.  last_error says what is wrong now, so it is cleared when
+ * it was one of them, and the log says the problem is gone.
  */
 static void
-worker_healthy(void)
+worker_problems_over(const char *step)
 {
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	int			i = 0;
 
-	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
-	if (worker_logged_count == 0)
-		return;
 	shared_state_get_last_error(last_error);
-	if (last_error[0] != '\0')
+	while (i < worker_problem_count)
+	{
+		WorkerProblem *problem = &worker_problems[i];
+
+		if (step == NULL ? problem->step != NULL :
+			problem->step == NULL || strcmp(problem->step, step) != 0)
+		{
+			i++;
+			continue;
+		}
 		ereport(LOG,
-				errmsg("snowflake worker is issuing IDs again after: %s", last_error));
-	shared_state_set_last_error("");
-	worker_logged_count = 0;
+				errmsg("snowflake worker: over: %s", problem->message));
+		if (strcmp(last_error, problem->message) == 0)
+			shared_state_set_last_error("");
+		worker_problems[i] = worker_problems[--worker_problem_count];
+	}
 }
 
 /* A problem the worker cannot fix itself: log once, keep for status. */
 static void
 worker_report(const char *message, const char *detail, const char *hint)
 {
-	if (worker_first_in_episode(message))
+	if (worker_first_in_episode(NULL, message))
 		ereport(WARNING,
 				errmsg("%s", message),
 				detail ? errdetail("%s", detail) : 0,
 				hint ? errhint("%s", hint) : 0);
-	shared_state_set_last_error(message);
-}
-
-/* The same for a step that failed: the log says it was the worker. */
-static void
-worker_report_failure(const char *message, const char *detail)
-{
-	if (worker_first_in_episode(message))
-		ereport(WARNING,
-				errmsg("snowflake worker %s", message),
-				detail ? errdetail("%s", detail) : 0);
 	shared_state_set_last_error(message);
 }
 
@@ -187,20 +197,28 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		char	   *message;
 
 		MemoryContextSwitchTo(context);
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		worker_report_failure(psprintf("could not %s: %s", what, edata->message),
-							  edata->detail);
+		message = psprintf("could not %s: %s", what, edata->message);
+
+		if (worker_first_in_episode(what, message))
+			ereport(WARNING,
+					errmsg("snowflake worker %s", message),
+					edata->detail ? errdetail("%s", edata->detail) : 0);
+		shared_state_set_last_error(message);
 		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
 	/* A transaction leaves TopMemoryContext current: come back here. */
 	MemoryContextSwitchTo(worker_context);
+	if (ok)
+		worker_problems_over(what);
 	return ok;
 }
 
@@ -453,7 +471,7 @@ worker_reserve(int64 target_millis)
 	if (target_millis > (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until))
 		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
 	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
-	worker_healthy();
+	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
 	return true;
 
 failed:
@@ -599,7 +617,6 @@ worker_open(int node)
 	int64		tolerated = (int64) snowflake_reserve + snowflake_max_clock_rollback;
 	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
 
-	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	for (;;)
 	{
@@ -617,6 +634,8 @@ worker_open(int node)
 	}
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	/* Marks honoured from here on are in what is read next, or reopen again. */
+	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 
 	if (mark.epoch_changed)
 		worker_refuse_changed_epoch(mark.other_epoch);
@@ -708,6 +727,7 @@ worker_open(int node)
 		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
+	worker_problems_over(NULL);
 	return true;
 }
 
