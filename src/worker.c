@@ -64,8 +64,8 @@ PGDLLEXPORT void snowflake_worker_main(Datum arg);
 /* How long the worker waits before retrying a failed read, in ms. */
 #define WORKER_RETRY_MS 1000
 
-/* Distinct problems logged in one episode (until the worker is healthy). */
-#define WORKER_LOGGED_MAX 8
+/* Distinct problems remembered as logged; the oldest is forgotten first. */
+#define WORKER_LOGGED_MAX 32
 
 static MemoryContext worker_context = NULL;
 
@@ -75,6 +75,9 @@ static bool worker_uses_etcd = false;
 /* The node id being served, -1 when none; whether it was given back. */
 static int	worker_node = -1;
 static bool worker_gave_back = false;
+
+/* The mark the worker's last reservation left in the table, -1: none. */
+static int64 worker_own_mark = -1;
 
 /*
  * The problems logged and not yet over: each is logged once, however often
@@ -130,7 +133,11 @@ worker_first_in_episode(const char *step, const char *message)
 		if (strncmp(worker_problems[i].message, message, SNOWFLAKE_LAST_ERROR_LEN - 1) == 0)
 			return false;
 	if (worker_problem_count == WORKER_LOGGED_MAX)
-		return true;			/* too many at once to keep: log them all */
+	{
+		memmove(&worker_problems[0], &worker_problems[1],
+				sizeof(WorkerProblem) * (WORKER_LOGGED_MAX - 1));
+		worker_problem_count--;
+	}
 	worker_problems[worker_problem_count].step = step;
 	strlcpy(worker_problems[worker_problem_count].message, message,
 			SNOWFLAKE_LAST_ERROR_LEN);
@@ -164,8 +171,30 @@ worker_problems_over(const char *step)
 				errmsg("snowflake worker: over: %s", problem->message));
 		if (strcmp(last_error, problem->message) == 0)
 			shared_state_set_last_error("");
-		worker_problems[i] = worker_problems[--worker_problem_count];
+		memmove(&worker_problems[i], &worker_problems[i + 1],
+				sizeof(WorkerProblem) * (worker_problem_count - i - 1));
+		worker_problem_count--;
 	}
+}
+
+/*
+ * IDs flow again: an error a backend left in last_error (a wait that timed
+ * out, a clock step) is no longer what is wrong now.  The worker's own
+ * problems still pending stay.
+ */
+static void
+worker_forget_backend_error(void)
+{
+	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	int			i;
+
+	shared_state_get_last_error(last_error);
+	if (last_error[0] == '\0')
+		return;
+	for (i = 0; i < worker_problem_count; i++)
+		if (strcmp(worker_problems[i].message, last_error) == 0)
+			return;
+	shared_state_set_last_error("");
 }
 
 /* A problem the worker cannot fix itself: log once, keep for status. */
@@ -255,6 +284,8 @@ worker_pin_session_settings(void)
 		{"statement_timeout", "0"},
 		{"idle_in_transaction_session_timeout", "0"},
 		{"session_replication_role", "origin"},
+		/* a caught error must stay an error, not end the worker */
+		{"exit_on_error", "off"},
 		/* A reservation counts only once it is durable. */
 		{"synchronous_commit", "on"},
 	};
@@ -322,7 +353,6 @@ worker_wait_for_database(void)
 static void pg_attribute_noreturn()
 worker_close_and_exit(bool was_ready)
 {
-	uint64		reserved = pg_atomic_read_u64(&snowflake_shared->reserved_until);
 	uint64		last_id = pg_atomic_fetch_or_u64(&snowflake_shared->last_id,
 												 SNOWFLAKE_CLOSED_BIT);
 	int64		last_millis = snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT));
@@ -343,8 +373,8 @@ worker_close_and_exit(bool was_ready)
 		MarkStoreWrite write = {
 			.node = worker_node,
 			.mark_millis = Max(last_millis,
-							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)),
-			.keep_above = (int64) reserved,
+							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[worker_node])),
+			.own_millis = worker_own_mark,
 		};
 		NodeMark	etcd_mark = {worker_node, write.mark_millis};
 
@@ -433,7 +463,7 @@ worker_reopen_wanted(void)
 static bool
 worker_reserve(int64 target_millis)
 {
-	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis};
+	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis, .own_millis = -1};
 	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
 
@@ -461,6 +491,7 @@ worker_reserve(int64 target_millis)
 	if (write.merged_millis > target_millis &&
 		shared_state_honour_mark(worker_node, true, write.merged_millis))
 		goto failed;
+	worker_own_mark = write.merged_millis;
 	if (!worker_run(worker_write_mark_file, &write,
 					"reserve the high-water mark in snowflake.marks"))
 		goto failed;
@@ -472,6 +503,7 @@ worker_reserve(int64 target_millis)
 		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
 	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
 	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
+	worker_forget_backend_error();
 	return true;
 
 failed:
@@ -668,8 +700,11 @@ worker_open(int node)
 	}
 
 	base = shared_state_restart_above(Max(Max(table_millis, etcd_mark.millis),
-										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)),
+										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])),
 									  node);
+	/* A mark honoured while the others were read, now that last_id is ours. */
+	base = shared_state_honour_floor(node, base);
+	worker_own_mark = -1;
 	pg_atomic_write_u64(&snowflake_shared->high_water, base);
 
 	if (worker_uses_etcd && !etcd_mark.proven &&
@@ -699,7 +734,7 @@ worker_open(int node)
 		 * etcd mark by up to its lead): waited out.  Further is a clock that
 		 * went back: refused at once.
 		 */
-		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)) -
+		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])) -
 			now > tolerated || etcd_mark.millis - now > tolerated + etcd_lead)
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
