@@ -14,6 +14,7 @@ use warnings;
 
 use PostgreSQL::Test::Utils;
 use Test::More;
+use POSIX ();
 use Time::HiRes qw(time usleep);
 use lib 'test/lib';
 use SnowflakeTest;
@@ -91,7 +92,8 @@ for my $file (glob("$dir/latency.*"))
 		if ($exec >= 200_000)
 		{
 			$slow++;
-			push @slowest, sprintf('%.1f ms at +%.3f s', $exec / 1000, $end - $t_kill);
+			push @slowest, sprintf('%.1f ms, ended at +%.3f s after the kill (%s UTC)', $exec / 1000,
+				$end - $t_kill, POSIX::strftime('%H:%M:%S', gmtime($end)) . sprintf('.%03d', ($end * 1000) % 1000));
 		}
 	}
 }
@@ -100,7 +102,9 @@ diag sprintf('%d transactions logged; slowest insert %.1f ms, largest schedule l
 cmp_ok($lines, '>=', 0.9 * $rate * $duration, "about $rate transactions a second were run");
 is($bad, 0, 'every logged transaction succeeded');
 cmp_ok($in_outage, '>=', 0.9 * $rate * ($t_restart - $t_kill), "the load went on while etcd was down ($in_outage)");
-is($slow, 0, 'no insert took 200 ms or more') or diag join("\n", @slowest[0 .. ($#slowest < 9 ? $#slowest : 9)]);
+is($slow, 0, 'no insert took 200 ms or more')
+  or diag join("\n", @slowest[0 .. ($#slowest < 9 ? $#slowest : 9)],
+	'etcd after its restart:', grep { /elected leader|ready to serve client/ } split /\n/, slurp_file($etcd->member_log(0)));
 is(query($node, 'SELECT count(*) FROM t'), $lines, 'every transaction inserted its ID');
 is(query($node, 'SELECT count(*) - count(DISTINCT id) FROM t'), 0, 'no ID repeats');
 my $st = status($node);
