@@ -122,11 +122,94 @@ INSERT INTO hostile DEFAULT VALUES;
 RESET search_path;
 SELECT id <> 42 AS real_id, col_default FROM hostile, column_state('hostile', 'id');
 
+-- Row-level security: the collision check must see every row.  A value ten
+-- years ahead for this node, hidden by a policy from the owner under FORCE
+-- ROW LEVEL SECURITY, would escape the check: refused, and nothing changes.
+CREATE TABLE secret (id bigserial PRIMARY KEY, visible boolean NOT NULL DEFAULT true);
+INSERT INTO secret (visible) VALUES (true);
+INSERT INTO secret VALUES (snowflake_from_timestamp(now() + interval '10 years', 7, 0), false);
+SELECT max(id) AS hidden FROM secret \gset
+CREATE POLICY only_visible ON secret USING (visible);
+ALTER TABLE secret ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+ALTER TABLE secret OWNER TO regress_convert_owner;
+SET ROLE regress_convert_owner;
+SELECT count(*) AS rows_the_owner_sees FROM secret;
+SELECT try_convert('secret', 'id');
+RESET ROLE;
+SELECT * FROM column_state('secret', 'id');
+-- A superuser bypasses the policy: the normal check sees the hidden value.
+SELECT try_convert('secret', 'id') LIKE
+  '55000: column "id" of table public.secret holds values up to ' || :hidden || ',%' AS refused_naming_hidden;
+-- Without FORCE the owner bypasses the policy too: the same.
+ALTER TABLE secret NO FORCE ROW LEVEL SECURITY;
+SET ROLE regress_convert_owner;
+SELECT count(*) AS rows_the_owner_sees FROM secret;
+SELECT try_convert('secret', 'id') LIKE
+  '55000: column "id" of table public.secret holds values up to ' || :hidden || ',%' AS refused_naming_hidden;
+RESET ROLE;
+SELECT * FROM column_state('secret', 'id');
+-- Once the value is gone, the table converts with its policy in place.
+DELETE FROM secret WHERE NOT visible;
+SET ROLE regress_convert_owner;
+SELECT snowflake_convert_column('secret', 'id');
+RESET ROLE;
+SELECT * FROM column_state('secret', 'id');
+
+-- A partition's own policy: read through the parent it filters nothing, so
+-- the parent's check sees the far value; the partition itself is refused.
+CREATE TABLE parted (id bigint NOT NULL, visible boolean NOT NULL) PARTITION BY RANGE (id);
+CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (MINVALUE) TO (1000000);
+CREATE TABLE parted_high PARTITION OF parted FOR VALUES FROM (1000000) TO (MAXVALUE);
+INSERT INTO parted VALUES (1, true), (:hidden, false);
+CREATE POLICY only_visible ON parted_high USING (visible);
+ALTER TABLE parted_high ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+ALTER TABLE parted OWNER TO regress_convert_owner;
+ALTER TABLE parted_low OWNER TO regress_convert_owner;
+ALTER TABLE parted_high OWNER TO regress_convert_owner;
+SET ROLE regress_convert_owner;
+SELECT (SELECT count(*) FROM parted) AS through_parent, (SELECT count(*) FROM parted_high) AS in_partition;
+SELECT try_convert('parted', 'id') LIKE
+  '55000: column "id" of table public.parted holds values up to ' || :hidden || ',%' AS refused_naming_hidden;
+SELECT try_convert('parted_high', 'id');
+RESET ROLE;
+SELECT * FROM column_state('parted', 'id')
+UNION ALL SELECT * FROM column_state('parted_low', 'id')
+UNION ALL SELECT * FROM column_state('parted_high', 'id');
+
+-- The referencing side of a foreign key is refused: new rows would get IDs
+-- that reference nothing.  The referenced key converts, and the foreign
+-- key keeps working with the new IDs.
+CREATE TABLE customers (id bigserial PRIMARY KEY, name text);
+CREATE TABLE invoices (id bigserial PRIMARY KEY, customer_id bigint REFERENCES customers);
+-- A one-to-one table whose key is a serial by mistake, and a child table
+-- with a foreign key of its own, which the default would reach too.
+CREATE TABLE customer_profiles (customer_id bigserial PRIMARY KEY REFERENCES customers (id));
+CREATE TABLE ledger (id bigserial PRIMARY KEY, customer_id bigint);
+CREATE TABLE ledger_archive () INHERITS (ledger);
+ALTER TABLE ledger_archive ADD CONSTRAINT ledger_archive_customer
+  FOREIGN KEY (customer_id) REFERENCES customers;
+INSERT INTO customers (name) VALUES ('ann'), ('bob');
+INSERT INTO invoices (customer_id) VALUES (1), (2);
+INSERT INTO customer_profiles VALUES (1), (2);
+SELECT try_convert('invoices', 'customer_id');
+SELECT try_convert('customer_profiles', 'customer_id');
+SELECT try_convert('ledger', 'customer_id');
+SELECT * FROM column_state('invoices', 'customer_id')
+UNION ALL SELECT * FROM column_state('customer_profiles', 'customer_id')
+UNION ALL SELECT * FROM column_state('ledger', 'customer_id')
+UNION ALL SELECT * FROM column_state('ledger_archive', 'customer_id');
+SELECT snowflake_convert_column('customers', 'id');
+SELECT * FROM column_state('customers', 'id');
+INSERT INTO customers (name) VALUES ('cyd');
+INSERT INTO invoices (customer_id) SELECT id FROM customers WHERE name = 'cyd';
+SELECT c.name, snowflake_node(c.id) = 7 AND c.id > 1000000 AS snowflake_id, count(i.id) AS invoices
+FROM customers c LEFT JOIN invoices i ON i.customer_id = c.id GROUP BY 1, 2 ORDER BY 1;
+
 DROP SCHEMA evil CASCADE;
 DROP VIEW bad_view;
 DROP TABLE orders, merged, event_notes, events, bad, hostile;
 DROP SEQUENCE orders_id_seq, events_id_seq;
-DROP TABLE owned;
-DROP SEQUENCE owned_id_seq;
+DROP TABLE owned, secret, parted, customer_profiles, invoices, customers, ledger_archive, ledger;
+DROP SEQUENCE owned_id_seq, secret_id_seq, customers_id_seq;
 DROP ROLE regress_convert_other, regress_convert_owner;
 DROP FUNCTION column_state(regclass, name), try_convert(regclass, name);
