@@ -63,6 +63,14 @@ static const char *etcd_call_path = NULL;
  */
 static char etcd_last_cluster_id[32] = "";
 
+/*
+ * The highest header.revision seen, and whether an answer came with a lower
+ * one since the caller last asked: etcd's revision only moves forward, so
+ * that is etcd restored from a snapshot (or wiped), seen by this server.
+ */
+static int64 etcd_max_revision = 0;
+static bool etcd_revision_regressed = false;
+
 static void etcd_authenticate(void);
 static void etcd_note_cluster_id(JsonbContainer *answer);
 static bool etcd_unavailable(JsonbContainer *answer);
@@ -834,19 +842,35 @@ etcd_list_keys(const char *prefix)
 
 /*
  * Remember header.cluster_id of an answer, a decimal uint64 sent as a
- * string.  Anything else leaves the last one in place: it is used only to
+ * string, and watch header.revision.  Anything else leaves the last one in place: it is used only to
  * recognise marks, and an unknown id makes them unproven, never trusted.
  */
 static void
 etcd_note_cluster_id(JsonbContainer *answer)
 {
 	JsonbValue *header = etcd_field(answer, "header");
+	JsonbValue *revision;
 	JsonbValue *id;
 	int			i;
 
 	if (header == NULL || header->type != jbvBinary ||
 		!JsonContainerIsObject(header->val.binary.data))
 		return;
+	revision = etcd_field(header->val.binary.data, "revision");
+	if (revision != NULL && revision->type == jbvString && revision->val.string.len > 0 &&
+		revision->val.string.len < 20)
+	{
+		char	   *text = pnstrdup(revision->val.string.val, revision->val.string.len);
+		char	   *end;
+		int64		value = strtoi64(text, &end, 10);
+
+		if (*end == '\0' && value > 0)
+		{
+			if (value < etcd_max_revision)
+				etcd_revision_regressed = true;
+			etcd_max_revision = value < etcd_max_revision ? value : Max(value, etcd_max_revision);
+		}
+	}
 	id = etcd_field(header->val.binary.data, "cluster_id");
 	if (id == NULL || id->type != jbvString || id->val.string.len == 0 ||
 		id->val.string.len >= (int) sizeof(etcd_last_cluster_id))
@@ -856,6 +880,16 @@ etcd_note_cluster_id(JsonbContainer *answer)
 			return;
 	memcpy(etcd_last_cluster_id, id->val.string.val, id->val.string.len);
 	etcd_last_cluster_id[id->val.string.len] = '\0';
+}
+
+/* Whether etcd's revision went back since the last call; clears it. */
+bool
+etcd_take_revision_regression(void)
+{
+	bool		regressed = etcd_revision_regressed;
+
+	etcd_revision_regressed = false;
+	return regressed;
 }
 
 /* The cluster_id etcd last answered with; "" before any answer. */

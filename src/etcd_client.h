@@ -41,5 +41,6 @@ extern bool etcd_guarded_delete(const char *key, int64 lease_id);
 extern List *etcd_list_keys(const char *prefix);
 extern char *etcd_printable(const char *text, int max_len);
 extern const char *etcd_cluster_id(void);
+extern bool etcd_take_revision_regression(void);
 
 #endif							/* SNOWFLAKE_ETCD_CLIENT_H */

@@ -395,6 +395,10 @@ snowflake_status(PG_FUNCTION_ARGS)
 
 		if (shared_state_fenced(&shared->fence_deadline))
 			phase = SNOWFLAKE_PHASE_FENCED;
+		else if (now < 0 || now > SNOWFLAKE_MAX_MILLIS)
+			state_error = true;
+		else if (shared_state_last_issued_millis() - now > snowflake_max_clock_rollback)
+			phase = SNOWFLAKE_PHASE_CLOCK_BEHIND;
 		else if (pg_atomic_read_u64(&shared->last_id) & SNOWFLAKE_CLOSED_BIT)
 			phase = SNOWFLAKE_PHASE_STARTING;
 		else if (pg_atomic_read_u32(&shared->reservation_failing) &&
@@ -489,9 +493,13 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	TriggerData *trigger;
 	HeapTuple	row;
 	TupleDesc	tupdesc;
+	int			node_attnum;
+	int			epoch_attnum;
+	int			mark_attnum;
 	bool		node_null;
 	bool		epoch_null;
 	bool		mark_null;
+	int64		mark_micros;
 	Datum		node;
 	Datum		epoch;
 	Datum		mark;
@@ -514,18 +522,45 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	row = TRIGGER_FIRED_BY_UPDATE(trigger->tg_event) ?
 		trigger->tg_newtuple : trigger->tg_trigtuple;
 	tupdesc = RelationGetDescr(trigger->tg_relation);
-	node = heap_getattr(row, SPI_fnumber(tupdesc, "node_id"), tupdesc, &node_null);
-	epoch = heap_getattr(row, SPI_fnumber(tupdesc, "epoch"), tupdesc, &epoch_null);
-	mark = heap_getattr(row, SPI_fnumber(tupdesc, "high_water"), tupdesc, &mark_null);
-	if (node_null || epoch_null || mark_null)
-		return PointerGetDatum(NULL);
+	node_attnum = SPI_fnumber(tupdesc, "node_id");
+	epoch_attnum = SPI_fnumber(tupdesc, "epoch");
+	mark_attnum = SPI_fnumber(tupdesc, "high_water");
+	if (node_attnum <= 0 || epoch_attnum <= 0 || mark_attnum <= 0)
+		ereport(ERROR,
+				errcode(ERRCODE_UNDEFINED_COLUMN),
+				errmsg("%s lacks the columns node_id, epoch and high_water",
+					   RelationGetRelationName(trigger->tg_relation)));
+	node = heap_getattr(row, node_attnum, tupdesc, &node_null);
+	epoch = heap_getattr(row, epoch_attnum, tupdesc, &epoch_null);
+	mark = heap_getattr(row, mark_attnum, tupdesc, &mark_null);
+	if (node_null || epoch_null || mark_null ||
+		DatumGetInt32(node) < 0 || DatumGetInt32(node) > SNOWFLAKE_MAX_NODE)
+		return PointerGetDatum(NULL);	/* the table's constraints say why */
 
 	if (DatumGetTimestampTz(epoch) != snowflake_epoch)
+	{
 		shared_state_honour_mark(DatumGetInt32(node), false, 0);
-	else if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(mark)))
-		shared_state_honour_mark(DatumGetInt32(node), true,
-								 (DatumGetTimestampTz(mark) - snowflake_epoch + 999) / 1000);
-	else
-		shared_state_honour_mark(DatumGetInt32(node), true, SNOWFLAKE_MAX_MILLIS);
+		return PointerGetDatum(NULL);
+	}
+
+	/*
+	 * A mark the generator could never pass would stop this node id for
+	 * good, even if this transaction rolls back: refuse it here, as the
+	 * worker refuses to read it.
+	 */
+	mark_micros = DatumGetTimestampTz(mark) - snowflake_epoch;
+	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(mark)) ||
+		mark_micros > SNOWFLAKE_MAX_MILLIS * 1000)
+		ereport(ERROR,
+				errcode(ERRCODE_DATA_EXCEPTION),
+				errmsg("high-water mark %s of node %d is beyond the range of IDs of "
+					   "snowflake.epoch",
+					   timestamptz_to_str(DatumGetTimestampTz(mark)), DatumGetInt32(node)),
+				errdetail("IDs of snowflake.epoch %s reach %s.",
+						  pstrdup(timestamptz_to_str(snowflake_epoch)),
+						  pstrdup(timestamptz_to_str(snowflake_epoch +
+													 SNOWFLAKE_MAX_MILLIS * 1000))));
+	if (mark_micros > 0)
+		shared_state_honour_mark(DatumGetInt32(node), true, (mark_micros + 999) / 1000);
 	return PointerGetDatum(NULL);
 }

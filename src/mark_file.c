@@ -74,13 +74,14 @@ mark_file_load(void)
 		if (lineno == 1 && strncmp(line, MARK_FILE_HEADER, strlen(MARK_FILE_HEADER)) == 0)
 			continue;
 		if (sscanf(line, "%d %lld %c", &node, &unix_millis, &extra) != 2 ||
-			node < 0 || node > SNOWFLAKE_MAX_NODE || unix_millis < 0)
+			node < 0 || node > SNOWFLAKE_MAX_NODE || unix_millis < 0 ||
+			unix_millis - mark_file_epoch_offset() > SNOWFLAKE_MAX_MILLIS)
 		{
 			FreeFile(file);
 			ereport(ERROR,
 					errcode(ERRCODE_DATA_CORRUPTED),
-					errmsg("line %d of file \"%s\" is not a high-water mark", lineno,
-						   MARK_FILE_NAME),
+					errmsg("line %d of file \"%s\" is not a high-water mark of "
+						   "snowflake.epoch", lineno, MARK_FILE_NAME),
 					errhint("Each line must be a node id and milliseconds since "
 							"1970-01-01 UTC. Correct the file rather than delete it: "
 							"it holds this server's IDs above those it issued."));

@@ -50,6 +50,8 @@
 #include "mark_store.h"
 #include "settings.h"
 
+static char *mark_store_check_home(MarkStoreRefusal *refusal);
+
 static void
 mark_store_begin(const char *activity)
 {
@@ -101,10 +103,22 @@ mark_store_role_name(Oid role)
 
 /*
  * The qualified name of the mark table, or NULL with *refusal filled in
- * when the marks have no home a non-superuser cannot touch.
+ * when the marks have no home a non-superuser cannot touch (in caller's
+ * memory context: SPI's goes at the end of the transaction).
  */
 static char *
-mark_store_locate(MarkStoreRefusal *refusal)
+mark_store_locate(MarkStoreRefusal *refusal, MemoryContext caller)
+{
+	char	   *table;
+	MemoryContext spi = MemoryContextSwitchTo(caller);
+
+	table = mark_store_check_home(refusal);
+	MemoryContextSwitchTo(spi);
+	return table ? pstrdup(table) : NULL;
+}
+
+static char *
+mark_store_check_home(MarkStoreRefusal *refusal)
 {
 	HeapTuple	tuple;
 	Oid			database_owner;
@@ -220,6 +234,7 @@ void
 mark_store_read(void *read)
 {
 	MarkStoreRead *result = (MarkStoreRead *) read;
+	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
 	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -229,7 +244,7 @@ mark_store_read(void *read)
 	result->found = false;
 	result->epoch_changed = false;
 	mark_store_begin("snowflake: reading the high-water mark");
-	table = mark_store_locate(&result->refusal);
+	table = mark_store_locate(&result->refusal, caller);
 	if (table == NULL)
 	{
 		mark_store_commit();
@@ -276,13 +291,14 @@ void
 mark_store_write(void *write)
 {
 	MarkStoreWrite *request = (MarkStoreWrite *) write;
+	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
 	Oid			types[4] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[4];
 	bool		isnull;
 
 	mark_store_begin("snowflake: reserving the high-water mark");
-	table = mark_store_locate(&request->refusal);
+	table = mark_store_locate(&request->refusal, caller);
 	if (table == NULL)
 	{
 		mark_store_commit();
@@ -291,7 +307,7 @@ mark_store_write(void *write)
 	values[0] = Int32GetDatum(request->node);
 	values[1] = TimestampTzGetDatum(snowflake_epoch);
 	values[2] = TimestampTzGetDatum(snowflake_epoch + request->mark_millis * 1000);
-	values[3] = TimestampTzGetDatum(snowflake_epoch + request->keep_above * 1000);
+	values[3] = TimestampTzGetDatum(snowflake_epoch + request->own_millis * 1000);
 	if (SPI_execute_with_args(psprintf("WITH merged AS ("
 									   " DELETE FROM %s"
 									   " WHERE node_id OPERATOR(pg_catalog.=) $1"
@@ -301,10 +317,12 @@ mark_store_write(void *write)
 									   "SELECT $1, $2, pg_catalog.max(candidate) FROM ("
 									   " SELECT $3 AS candidate"
 									   " UNION ALL SELECT high_water FROM merged"
-									   " WHERE high_water OPERATOR(pg_catalog.>) $4) AS c "
+									   " WHERE $4 IS NULL"
+									   " OR high_water OPERATOR(pg_catalog.<>) $4) AS c "
 									   "RETURNING high_water",
 									   table, table),
-							  4, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+							  4, types, values, request->own_millis < 0 ? "   n" : NULL,
+							  false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not write %s", table);
 	request->merged_millis =

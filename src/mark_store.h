@@ -33,16 +33,16 @@ typedef struct MarkStoreRead
 } MarkStoreRead;
 
 /*
- * Set the node's mark to mark_millis, merging its rows into one.  A row
- * above keep_above is kept (the mark never drops below it): 0 keeps every
- * row, so the mark only rises; at shutdown it is the reservation, so that
- * only the worker's own reservation comes down to the last issued ID.
+ * Set the node's mark to mark_millis, merging its rows into one: the mark
+ * becomes the highest of mark_millis and the rows, so it only rises; except
+ * that at shutdown the row holding own_millis, the worker's own last
+ * reservation, may come down to the last issued ID (own_millis < 0: none).
  */
 typedef struct MarkStoreWrite
 {
 	int			node;
 	int64		mark_millis;	/* ms since snowflake.epoch */
-	int64		keep_above;
+	int64		own_millis;
 	MarkStoreRefusal refusal;
 	int64		merged_millis;	/* out: the mark now in the table */
 } MarkStoreWrite;

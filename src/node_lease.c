@@ -56,6 +56,9 @@ static int64 node_lease_stale_id = 0;	/* lost; revoked before the next grant */
 static uint64 node_lease_keepalive_due = 0; /* monotonic us */
 static int	node_lease_ttl = 0;
 
+/* etcd's revision went back (a restore) since the last read of a mark. */
+static bool node_lease_data_lost = false;
+
 /* The node id held under the lease, -1 for none, and when it was claimed. */
 static int	node_lease_node = -1;
 static uint64 node_lease_claimed_at = 0;	/* monotonic us */
@@ -224,6 +227,18 @@ node_lease_keepalive(void *lost)
 		*(bool *) lost = true;
 		return;
 	}
+	if (etcd_take_revision_regression())
+	{
+		node_lease_data_lost = true;
+		ereport(WARNING,
+				errmsg("etcd's revision went back: its data was restored from a snapshot "
+					   "or lost"),
+				errdetail("No more IDs are issued under node id %d until it is claimed "
+						  "again and any other holder has been waited out.",
+						  node_lease_node));
+		*(bool *) lost = true;
+		return;
+	}
 	if (node_lease_node >= 0)
 	{
 		EtcdKeyValue kv;
@@ -303,6 +318,8 @@ node_lease_claim(void *arg)
 	claim->node = -1;
 	claim->problem = NULL;
 	node_lease_node = -1;
+	if (etcd_take_revision_regression())
+		node_lease_data_lost = true;
 
 	if (claim->wanted >= 0)
 	{
@@ -432,7 +449,10 @@ node_lease_read_mark(void *arg)
 	EtcdKeyValue kv;
 
 	etcd_get(mark_key(mark->node), &kv);
-	mark->proven = node_lease_cache_mark(mark->node, &kv);
+	if (etcd_take_revision_regression())
+		node_lease_data_lost = true;
+	mark->proven = node_lease_cache_mark(mark->node, &kv) && !node_lease_data_lost;
+	node_lease_data_lost = false;
 	mark->millis = node_mark_cached_millis;
 }
 

@@ -68,7 +68,7 @@ shared_state_startup(void)
 		 * starts a fresh millisecond.  Its sequence 0 is not an issued ID.
 		 */
 		pg_atomic_init_u64(&shared->last_id, snowflake_compose(0, node, 0));
-		shared->uncounted_ids = 1;
+		pg_atomic_init_u64(&shared->uncounted_ids, 1);
 		pg_atomic_init_u32(&shared->phase, shared_state_initial_phase());
 		pg_atomic_init_u64(&shared->reserved_until, 0);
 		pg_atomic_init_u64(&shared->high_water, 0);
@@ -90,7 +90,8 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->placeholder_id,
 						   (uint64) snowflake_compose(0, node, 0));
 		pg_atomic_init_u64(&shared->previous_last_millis, 0);
-		pg_atomic_init_u64(&shared->honour_floor, 0);
+		for (int i = 0; i <= SNOWFLAKE_MAX_NODE; i++)
+			pg_atomic_init_u64(&shared->honour_floor[i], 0);
 		pg_atomic_init_u32(&shared->reopen_wanted, 0);
 		pg_atomic_init_u32(&shared->reservation_failing, 0);
 		pg_atomic_init_u32(&shared->connect_attempts, 0);
@@ -227,7 +228,7 @@ shared_state_restart_above(int64 mark_millis, int node)
 		uint64		last_id = old_id & ~SNOWFLAKE_CLOSED_BIT;
 		int64		last_millis = snowflake_millis((int64) last_id);
 
-		if (mark_millis <= last_millis &&
+		if (mark_millis < last_millis &&
 			snowflake_node_of((int64) last_id) == node)
 		{
 			floor_millis = last_millis;
@@ -238,7 +239,9 @@ shared_state_restart_above(int64 mark_millis, int node)
 			/*
 			 * Under another node id the next ID must still be above every ID
 			 * this server issued, so that IDs keep rising: start after the
-			 * later of the mark and the last millisecond.
+			 * later of the mark and the last millisecond.  A mark in the last
+			 * millisecond itself may be another server's (a restored one):
+			 * that millisecond is not continued either.
 			 */
 			floor_millis = Max(mark_millis, last_millis);
 			new_id = (uint64) snowflake_compose(floor_millis, node,
@@ -265,7 +268,7 @@ shared_state_restart_above(int64 mark_millis, int node)
 		 */
 		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
 								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
-		shared->uncounted_ids += SNOWFLAKE_IDS_PER_MILLI;
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
 	}
 
 	/* Nothing above the floor until the worker commits a reservation. */
@@ -290,30 +293,84 @@ shared_state_close(SnowflakePhase phase)
 }
 
 /*
+ * Move last_id (read into *old_id) up so that every later ID of node is
+ * above mark_millis, closing the generator as well if close.  Nothing when
+ * last_id is of another node or already there.  Returns whether it moved.
+ */
+static bool
+shared_state_raise_last_id(uint64 *old_id, int node, int64 mark_millis, bool close)
+{
+	SnowflakeShared *shared = snowflake_shared;
+	uint64		new_id;
+
+	for (;;)
+	{
+		uint64		last_id = *old_id & ~SNOWFLAKE_CLOSED_BIT;
+		int64		last_millis = snowflake_millis((int64) last_id);
+
+		/* A mark in the last millisecond itself ends that millisecond too. */
+		if (snowflake_node_of((int64) last_id) != node || mark_millis < last_millis ||
+			(mark_millis == last_millis &&
+			 snowflake_sequence_of((int64) last_id) == SNOWFLAKE_MAX_SEQUENCE))
+			return false;
+		new_id = (uint64) snowflake_compose(mark_millis, node, SNOWFLAKE_MAX_SEQUENCE) |
+			(close ? SNOWFLAKE_CLOSED_BIT : (*old_id & SNOWFLAKE_CLOSED_BIT));
+		if (pg_atomic_compare_exchange_u64(&shared->last_id, old_id, new_id))
+			break;
+	}
+	/* The old millisecond's IDs are done; the new sequence is no ID. */
+	if (snowflake_millis((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)) != mark_millis)
+	{
+		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+								snowflake_sequence_of((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
+	}
+	else
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids,
+								SNOWFLAKE_MAX_SEQUENCE - snowflake_sequence_of((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)));
+	if ((*old_id & ~SNOWFLAKE_CLOSED_BIT) != pg_atomic_read_u64(&shared->placeholder_id))
+		pg_atomic_write_u64(&shared->previous_last_millis,
+							(uint64) snowflake_millis((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)));
+	pg_atomic_write_u64(&shared->placeholder_id, new_id & ~SNOWFLAKE_CLOSED_BIT);
+	return true;
+}
+
+/*
  * A mark of node was written into the table by someone other than the
  * worker (a restore, a superuser).  If it is above the last issued ID of
- * the node this server serves, or was written under another epoch, no
- * further ID may be issued until the worker has reopened the generator
- * above it: close it now, from this backend, so that not even an ID being
- * taken at this moment can fall at or below the mark.  Raising a floor
- * that is never committed (the restore rolls back) only costs a wait.
+ * the node this server serves, no further ID may fall at or below it: move
+ * last_id up to the mark at once, from this backend, with a compare-and-
+ * swap (every ID is above last_id, and the worker only ever moves it up, so
+ * this cannot be lost in a race with it), and close the generator so that
+ * the worker reopens it with the right phase (waiting for the clock, or
+ * clock_behind).  A mark of another epoch only closes it: the worker's
+ * read refuses it.  Raising a floor that is never committed (the restore
+ * rolls back) only costs a wait.  Returns whether the generator was closed.
  */
 bool
 shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 {
 	SnowflakeShared *shared = snowflake_shared;
-	uint64		seen;
 
 	if (same_epoch)
 	{
-		if ((uint32) node != pg_atomic_read_u32(&shared->current_node) ||
-			mark_millis <= shared_state_last_issued_millis())
-			return false;
-		seen = pg_atomic_read_u64(&shared->honour_floor);
+		uint64		seen;
+		uint64		old_id;
+
+		/*
+		 * Raise the node's floor first (a full barrier): a worker opening
+		 * this node id either sees it, or has already put the node in
+		 * last_id, which the loop below then sees.
+		 */
+		mark_millis = Min(mark_millis, SNOWFLAKE_MAX_MILLIS);
+		seen = pg_atomic_read_u64(&shared->honour_floor[node]);
 		while (seen < (uint64) mark_millis &&
-			   !pg_atomic_compare_exchange_u64(&shared->honour_floor, &seen,
+			   !pg_atomic_compare_exchange_u64(&shared->honour_floor[node], &seen,
 											   (uint64) mark_millis))
 			;
+		old_id = pg_atomic_read_u64(&shared->last_id);
+		if (!shared_state_raise_last_id(&old_id, node, mark_millis, true))
+			return false;
 	}
 	pg_atomic_write_u64(&shared->reserved_until, 0);
 	pg_memory_barrier();
@@ -322,6 +379,23 @@ shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	shared_state_wake_worker();
 	return true;
+}
+
+/*
+ * Called by the worker once it has put node in last_id: raise last_id
+ * above the node's honour floor if a mark came in while the worker read the
+ * others.  Returns the floor the generator now stands on.
+ */
+int64
+shared_state_honour_floor(int node, int64 base)
+{
+	uint64		floor = pg_atomic_read_u64(&snowflake_shared->honour_floor[node]);
+	uint64		old_id = pg_atomic_read_u64(&snowflake_shared->last_id);
+
+	if ((int64) floor >= base &&
+		shared_state_raise_last_id(&old_id, node, (int64) floor, false))
+		return (int64) floor;
+	return base;
 }
 
 /* The millisecond of last_id: at or above every ID issued so far. */
@@ -370,7 +444,7 @@ shared_state_ids_generated(void)
 	last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
 
 	return finished + snowflake_sequence_of((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT)) + 1 -
-		snowflake_shared->uncounted_ids;
+		pg_atomic_read_u64(&snowflake_shared->uncounted_ids);
 }
 
 /*

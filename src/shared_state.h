@@ -16,6 +16,8 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
+#include "layout.h"
+
 /* Why the generator is or is not issuing IDs. */
 typedef enum SnowflakePhase
 {
@@ -77,7 +79,7 @@ typedef struct SnowflakeShared
 	 * that sum that belongs to the starting value of last_id, not to IDs.
 	 */
 	pg_atomic_uint64 ids_in_finished_millis;
-	uint64		uncounted_ids;
+	pg_atomic_uint64 uncounted_ids;
 
 	pg_atomic_uint64 sequence_exhaustions;
 	pg_atomic_uint64 clock_rollbacks;
@@ -104,12 +106,15 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 previous_last_millis;
 
 	/*
-	 * A mark written into the table by someone else than the worker (a
-	 * restore), which the generator must stay above: the trigger on the
-	 * table raises honour_floor (ms since the epoch), closes the generator
-	 * and sets reopen_wanted; the worker then reopens above it.
+	 * Marks written into the table by someone else than the worker (a
+	 * restore), which the generator must stay above, per node id in ms
+	 * since the epoch: the trigger on the table raises honour_floor[node],
+	 * and if the generator runs under that node moves last_id above it,
+	 * closes the generator and sets reopen_wanted; the worker then reopens
+	 * above it.  Kept per node so that a mark arriving while the worker is
+	 * between node ids is not lost, nor applied to another node id.
 	 */
-	pg_atomic_uint64 honour_floor;
+	pg_atomic_uint64 honour_floor[SNOWFLAKE_MAX_NODE + 1];
 	pg_atomic_uint32 reopen_wanted;
 
 	/* Set while the worker's reservations fail, for an honest state. */
@@ -181,6 +186,7 @@ extern void shared_state_set_phase(SnowflakePhase phase);
 extern int64 shared_state_restart_above(int64 mark_millis, int node);
 extern void shared_state_close(SnowflakePhase phase);
 extern bool shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis);
+extern int64 shared_state_honour_floor(int node, int64 base);
 extern int64 shared_state_last_issued_millis(void);
 extern void shared_state_set_worker_latch(Latch *latch);
 extern void shared_state_wake_worker(void);

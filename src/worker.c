@@ -64,8 +64,8 @@ PGDLLEXPORT void snowflake_worker_main(Datum arg);
 /* How long the worker waits before retrying a failed read, in ms. */
 #define WORKER_RETRY_MS 1000
 
-/* Distinct problems logged in one episode (until the worker is healthy). */
-#define WORKER_LOGGED_MAX 8
+/* Distinct problems remembered as logged; the oldest is forgotten first. */
+#define WORKER_LOGGED_MAX 32
 
 static MemoryContext worker_context = NULL;
 
@@ -76,12 +76,22 @@ static bool worker_uses_etcd = false;
 static int	worker_node = -1;
 static bool worker_gave_back = false;
 
+/* The mark the worker's last reservation left in the table, -1: none. */
+static int64 worker_own_mark = -1;
+
 /*
- * The problems already logged in this episode: a problem is logged once
- * until the worker is healthy again, even when two of them alternate.
+ * The problems logged and not yet over: each is logged once, however often
+ * it comes back, until the step that failed succeeds (step NULL: until the
+ * generator is ready again), even when two problems alternate.
  */
-static char worker_logged[WORKER_LOGGED_MAX][SNOWFLAKE_LAST_ERROR_LEN];
-static int	worker_logged_count = 0;
+typedef struct WorkerProblem
+{
+	const char *step;
+	char		message[SNOWFLAKE_LAST_ERROR_LEN];
+} WorkerProblem;
+
+static WorkerProblem worker_problems[WORKER_LOGGED_MAX];
+static int	worker_problem_count = 0;
 
 /*
  * Per node id, the clock (ms since the epoch) it must reach before this
@@ -113,47 +123,87 @@ worker_detach(int code, Datum arg)
 	shared_state_set_worker_latch(NULL);
 }
 
-/* True the first time message comes up in this episode; remembers it. */
+/* True the first time message comes up in its episode; remembers it. */
 static bool
-worker_first_in_episode(const char *message)
+worker_first_in_episode(const char *step, const char *message)
 {
 	int			i;
 
-	for (i = 0; i < worker_logged_count; i++)
-		if (strncmp(worker_logged[i], message, SNOWFLAKE_LAST_ERROR_LEN - 1) == 0)
+	for (i = 0; i < worker_problem_count; i++)
+		if (strncmp(worker_problems[i].message, message, SNOWFLAKE_LAST_ERROR_LEN - 1) == 0)
 			return false;
-	if (worker_logged_count < WORKER_LOGGED_MAX)
-		strlcpy(worker_logged[worker_logged_count++], message, SNOWFLAKE_LAST_ERROR_LEN);
+	if (worker_problem_count == WORKER_LOGGED_MAX)
+	{
+		memmove(&worker_problems[0], &worker_problems[1],
+				sizeof(WorkerProblem) * (WORKER_LOGGED_MAX - 1));
+		worker_problem_count--;
+	}
+	worker_problems[worker_problem_count].step = step;
+	strlcpy(worker_problems[worker_problem_count].message, message,
+			SNOWFLAKE_LAST_ERROR_LEN);
+	worker_problem_count++;
 	return true;
 }
 
 /*
- * IDs flow again: the episode of problems is over.  last_error says what
- * is wrong now, so it is cleared, and the log says the problem is gone.
+ * The episode of the problems of step (NULL: those reported outside a
+ * step) is over.  last_error says what is wrong now, so it is cleared when
+ * it was one of them, and the log says the problem is gone.
  */
 static void
-worker_healthy(void)
+worker_problems_over(const char *step)
 {
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	int			i = 0;
 
-	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
-	if (worker_logged_count == 0)
-		return;
 	shared_state_get_last_error(last_error);
-	if (last_error[0] != '\0')
+	while (i < worker_problem_count)
+	{
+		WorkerProblem *problem = &worker_problems[i];
+
+		if (step == NULL ? problem->step != NULL :
+			problem->step == NULL || strcmp(problem->step, step) != 0)
+		{
+			i++;
+			continue;
+		}
 		ereport(LOG,
-				errmsg("snowflake worker is issuing IDs again after: %s", last_error));
+				errmsg("snowflake worker: over: %s", problem->message));
+		if (strcmp(last_error, problem->message) == 0)
+			shared_state_set_last_error("");
+		memmove(&worker_problems[i], &worker_problems[i + 1],
+				sizeof(WorkerProblem) * (worker_problem_count - i - 1));
+		worker_problem_count--;
+	}
+}
+
+/*
+ * IDs flow again: an error a backend left in last_error (a wait that timed
+ * out, a clock step) is no longer what is wrong now.  The worker's own
+ * problems still pending stay.
+ */
+static void
+worker_forget_backend_error(void)
+{
+	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	int			i;
+
+	shared_state_get_last_error(last_error);
+	if (last_error[0] == '\0')
+		return;
+	for (i = 0; i < worker_problem_count; i++)
+		if (strcmp(worker_problems[i].message, last_error) == 0)
+			return;
 	shared_state_set_last_error("");
-	worker_logged_count = 0;
 }
 
 /* A problem the worker cannot fix itself: log once, keep for status. */
 static void
 worker_report(const char *message, const char *detail, const char *hint)
 {
-	if (worker_first_in_episode(message))
+	if (worker_first_in_episode(NULL, message))
 		ereport(WARNING,
-				errmsg("snowflake worker: %s", message),
+				errmsg("%s", message),
 				detail ? errdetail("%s", detail) : 0,
 				hint ? errhint("%s", hint) : 0);
 	shared_state_set_last_error(message);
@@ -176,20 +226,28 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		char	   *message;
 
 		MemoryContextSwitchTo(context);
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		worker_report(psprintf("could not %s: %s", what, edata->message),
-					  edata->detail, NULL);
+		message = psprintf("could not %s: %s", what, edata->message);
+
+		if (worker_first_in_episode(what, message))
+			ereport(WARNING,
+					errmsg("snowflake worker %s", message),
+					edata->detail ? errdetail("%s", edata->detail) : 0);
+		shared_state_set_last_error(message);
 		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
 	/* A transaction leaves TopMemoryContext current: come back here. */
 	MemoryContextSwitchTo(worker_context);
+	if (ok)
+		worker_problems_over(what);
 	return ok;
 }
 
@@ -226,6 +284,8 @@ worker_pin_session_settings(void)
 		{"statement_timeout", "0"},
 		{"idle_in_transaction_session_timeout", "0"},
 		{"session_replication_role", "origin"},
+		/* a caught error must stay an error, not end the worker */
+		{"exit_on_error", "off"},
 		/* A reservation counts only once it is durable. */
 		{"synchronous_commit", "on"},
 	};
@@ -293,7 +353,6 @@ worker_wait_for_database(void)
 static void pg_attribute_noreturn()
 worker_close_and_exit(bool was_ready)
 {
-	uint64		reserved = pg_atomic_read_u64(&snowflake_shared->reserved_until);
 	uint64		last_id = pg_atomic_fetch_or_u64(&snowflake_shared->last_id,
 												 SNOWFLAKE_CLOSED_BIT);
 	int64		last_millis = snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT));
@@ -314,8 +373,8 @@ worker_close_and_exit(bool was_ready)
 		MarkStoreWrite write = {
 			.node = worker_node,
 			.mark_millis = Max(last_millis,
-							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)),
-			.keep_above = (int64) reserved,
+							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[worker_node])),
+			.own_millis = worker_own_mark,
 		};
 		NodeMark	etcd_mark = {worker_node, write.mark_millis};
 
@@ -404,7 +463,7 @@ worker_reopen_wanted(void)
 static bool
 worker_reserve(int64 target_millis)
 {
-	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis};
+	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis, .own_millis = -1};
 	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
 
@@ -432,6 +491,7 @@ worker_reserve(int64 target_millis)
 	if (write.merged_millis > target_millis &&
 		shared_state_honour_mark(worker_node, true, write.merged_millis))
 		goto failed;
+	worker_own_mark = write.merged_millis;
 	if (!worker_run(worker_write_mark_file, &write,
 					"reserve the high-water mark in snowflake.marks"))
 		goto failed;
@@ -442,7 +502,8 @@ worker_reserve(int64 target_millis)
 	if (target_millis > (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until))
 		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
 	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
-	worker_healthy();
+	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
+	worker_forget_backend_error();
 	return true;
 
 failed:
@@ -588,7 +649,6 @@ worker_open(int node)
 	int64		tolerated = (int64) snowflake_reserve + snowflake_max_clock_rollback;
 	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
 
-	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	for (;;)
 	{
@@ -606,6 +666,8 @@ worker_open(int node)
 	}
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	/* Marks honoured from here on are in what is read next, or reopen again. */
+	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 
 	if (mark.epoch_changed)
 		worker_refuse_changed_epoch(mark.other_epoch);
@@ -638,8 +700,11 @@ worker_open(int node)
 	}
 
 	base = shared_state_restart_above(Max(Max(table_millis, etcd_mark.millis),
-										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)),
+										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])),
 									  node);
+	/* A mark honoured while the others were read, now that last_id is ours. */
+	base = shared_state_honour_floor(node, base);
+	worker_own_mark = -1;
 	pg_atomic_write_u64(&snowflake_shared->high_water, base);
 
 	if (worker_uses_etcd && !etcd_mark.proven &&
@@ -669,7 +734,7 @@ worker_open(int node)
 		 * etcd mark by up to its lead): waited out.  Further is a clock that
 		 * went back: refused at once.
 		 */
-		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)) -
+		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])) -
 			now > tolerated || etcd_mark.millis - now > tolerated + etcd_lead)
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
@@ -697,6 +762,7 @@ worker_open(int node)
 		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
+	worker_problems_over(NULL);
 	return true;
 }
 

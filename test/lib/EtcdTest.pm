@@ -416,11 +416,14 @@ sub node_keys
 }
 
 # The etcd mark of node $n in ms, or undef.
+# The mark of node id $n in Unix ms (the value is "<ms> <etcd cluster id>").
 sub mark
 {
 	my ($self, $n, $prefix) = @_;
 	my $kv = $self->get_key(($prefix // $self->{prefix}) . "/marks/$n");
-	return $kv ? $kv->{value} : undef;
+	return undef unless $kv;
+	my ($ms) = $kv->{value} =~ /^(\d+)(?: \d*)?$/;
+	return $ms // $kv->{value};
 }
 
 sub lease_ttl_left

@@ -8,7 +8,8 @@
 # The mode file is read at every request: either one KIND for every path,
 # or space-separated "path=KIND" with "*=KIND" as the default, e.g.
 # "/v3/lease/grant=ok *=garbage".  KINDs:
-#   ok            plausible etcd answers (grant, keepalive, txn won, range
+#   ok            plausible etcd answers (grant, keepalive, txn won, a node
+#                 id's key attached to the granted lease, other ranges
 #                 empty, put, revoke...): a "working" etcd, to combine with
 #                 a hostile KIND on one path
 #   garbage       binary noise, NUL bytes included, as application/json
@@ -147,6 +148,15 @@ sub ok_body
 	return qq({$header,"succeeded":true,"responses":[{"response_put":{$header}}]}) if $path =~ m{/kv/txn$};
 	return qq({$header,"deleted":"1"}) if $path =~ m{/kv/deleterange$};
 	return qq({"token":"hostile.token.1"}) if $path =~ m{/auth/authenticate$};
+	# A node id's key, read back to prove the claim: it is attached to the
+	# one lease this fake grants (every claim "wins").
+	if ($path =~ m{/kv/range$} && $req =~ /"key"\s*:\s*"([A-Za-z0-9+\/=]+)"/)
+	{
+		my ($key64) = ($1);
+		return qq({$header,"kvs":[{"key":"$key64","create_revision":"5","mod_revision":"5",)
+		  . qq("version":"1","lease":"7587869497536512345"}],"count":"1"})
+		  if decode_base64($key64) =~ m{/nodes/\d+$};
+	}
 	return qq({$header});    # range (no key), put, revoke
 }
 

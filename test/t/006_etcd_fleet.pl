@@ -1,4 +1,4 @@
-# etcd node-id leases (SPEC section 7), a fleet on one real etcd: servers
+# etcd node-id leases, a fleet on one real etcd: servers
 # claim distinct node ids (the lowest free ones) under their lease and name
 # themselves in the key; concurrent inserts on all of them never repeat an
 # ID; a clean stop frees the id at once, a kill -9 only once the lease
