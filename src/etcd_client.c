@@ -882,6 +882,17 @@ etcd_note_cluster_id(JsonbContainer *answer)
 	etcd_last_cluster_id[id->val.string.len] = '\0';
 }
 
+/*
+ * The longest one etcd request can keep the worker waiting: every endpoint
+ * tried, each up to the per-request timeout.
+ */
+int64
+etcd_longest_request_ms(void)
+{
+	return (int64) Min((long) snowflake_etcd_timeout, snowflake_etcd_lease_ttl * 200L) *
+		Max(list_length(etcd_endpoints), 1);
+}
+
 /* Whether etcd's revision went back since the last call; clears it. */
 bool
 etcd_take_revision_regression(void)

@@ -42,5 +42,6 @@ extern List *etcd_list_keys(const char *prefix);
 extern char *etcd_printable(const char *text, int max_len);
 extern const char *etcd_cluster_id(void);
 extern bool etcd_take_revision_regression(void);
+extern int64 etcd_longest_request_ms(void);
 
 #endif							/* SNOWFLAKE_ETCD_CLIENT_H */

@@ -447,6 +447,20 @@ worker_sleep(long timeout_ms, bool was_ready)
 	return worker_tend_lease();
 }
 
+/*
+ * How far ahead of the clock a reservation goes.  In etcd mode the worker
+ * may be held in one round with etcd (a keep-alive and the key read back,
+ * or raising the etcd mark) for as long as two requests may take when etcd
+ * hangs (restarting, no leader, paused): the reservation must outlast that,
+ * or callers would wait on a table write that is not late at all.
+ */
+static int64
+worker_reservation_ahead(void)
+{
+	return (int64) snowflake_reserve +
+		(worker_uses_etcd ? 2 * etcd_longest_request_ms() : 0);
+}
+
 /* A mark above the last ID was written by someone else: reopen above it. */
 static bool
 worker_reopen_wanted(void)
@@ -466,8 +480,15 @@ worker_reserve(int64 target_millis)
 	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis, .own_millis = -1};
 	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
+	bool		covered = !worker_uses_etcd ||
+		node_lease_mark_covers(worker_node, target_millis);
 
-	if (worker_uses_etcd && !node_lease_mark_covers(worker_node, target_millis + ttl_ms))
+	/*
+	 * etcd must cover the target before the table may hold it.  When it
+	 * already does, the table goes first and the etcd mark is raised after,
+	 * if its lead runs short: a slow etcd then holds up only that raise.
+	 */
+	if (!covered)
 	{
 		NodeMark	etcd_mark = {worker_node, target_millis + 2 * ttl_ms};
 
@@ -504,6 +525,16 @@ worker_reserve(int64 target_millis)
 	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
 	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
 	worker_forget_backend_error();
+
+	/* Covered: raise the etcd mark now, after the table, if its lead is short. */
+	if (covered && worker_uses_etcd &&
+		!node_lease_mark_covers(worker_node, target_millis + ttl_ms))
+	{
+		NodeMark	etcd_mark = {worker_node, target_millis + 2 * ttl_ms};
+
+		(void) worker_run(node_lease_raise_mark, &etcd_mark,
+						  "raise the high-water mark in etcd");
+	}
 	return true;
 
 failed:
@@ -646,7 +677,7 @@ worker_open(int node)
 	NodeMark	etcd_mark = {.node = node};
 	int64		table_millis;
 	int64		base;
-	int64		tolerated = (int64) snowflake_reserve + snowflake_max_clock_rollback;
+	int64		tolerated = worker_reservation_ahead() + snowflake_max_clock_rollback;
 	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
 
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
@@ -758,7 +789,7 @@ worker_open(int node)
 
 	/* The clock has passed the mark: callers wait for the reservation. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-	while (!worker_reserve(generator_clock_millis() + snowflake_reserve))
+	while (!worker_reserve(generator_clock_millis() + worker_reservation_ahead()))
 		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
@@ -787,10 +818,15 @@ worker_serve(void)
 		last_millis = shared_state_last_issued_millis();
 		wanted = pg_atomic_exchange_u32(&snowflake_shared->reservation_wanted, 0) != 0;
 
-		/* Idle: the last ID is far below the reservation; write nothing. */
-		if (wanted || last_millis + snowflake_reserve / 2 >= reserved)
+		/*
+		 * Idle: the last ID is far below the reservation; write nothing.
+		 * Otherwise renew while at least half a reserve and the longest etcd
+		 * round are left.
+		 */
+		if (wanted || last_millis + snowflake_reserve / 2 +
+			(worker_reservation_ahead() - snowflake_reserve) >= reserved)
 		{
-			int64		target = generator_clock_millis() + snowflake_reserve;
+			int64		target = generator_clock_millis() + worker_reservation_ahead();
 
 			if (target > reserved)
 				(void) worker_reserve(target);

@@ -13,6 +13,7 @@ use warnings;
 
 use Exporter 'import';
 use File::Basename ();
+use File::Path ();
 use HTTP::Tiny;
 use IPC::Run ();
 use JSON::PP ();
@@ -27,6 +28,7 @@ our @EXPORT = qw(
   etcd_snowflake_node start_ready status wait_for wait_for_state
   snowflake_worker_pids start_hostile_etcd set_hostile_mode stop_process
   now_ms nextval_result json_decode gather_ids overlapping_tenures ensure_extension has_extension
+  spawn_process wait_process wait_for_keepalive
 );
 
 my $json = JSON::PP->new->allow_bignum->allow_nonref;
@@ -645,6 +647,83 @@ sub set_hostile_mode
 	close($fh);
 	rename("$h->{modefile}.tmp", $h->{modefile}) or die;
 	return;
+}
+
+########################################################################
+# background clients, keep-alives, a wiped member
+
+# Run @cmd in the background (see spawn: own process group, output
+# appended to $log, killed at the end of the test if still running).  %env:
+# extra environment for it only.  Returns the pid.
+sub spawn_process
+{
+	my ($log, $env, @cmd) = @_;
+	local %ENV = (%ENV, %{ $env // {} });
+	return spawn($log, @cmd);
+}
+
+# Wait up to $seconds for a process started here to exit by itself; its
+# exit status ($?), or undef if it still runs (then it is left running).
+sub wait_process
+{
+	my ($pid, $seconds) = @_;
+	my $deadline = time() + ($seconds // $PostgreSQL::Test::Utils::timeout_default);
+	while (time() < $deadline)
+	{
+		my $r = waitpid($pid, POSIX::WNOHANG());
+		if ($r == $pid)
+		{
+			delete $started{$pid};
+			return $?;
+		}
+		usleep(20_000);
+	}
+	return undef;
+}
+
+# Wait (up to $seconds) until snowflake_status().lease_expires_at of $node
+# changes to a new non-NULL value, that is until a keep-alive (or a new
+# lease) has just succeeded; polled inside the server every 5 ms.  Returns
+# true if seen.
+sub wait_for_keepalive
+{
+	my ($node, $seconds) = @_;
+	my $ms = int(1000 * ($seconds // 30));
+	my ($rc, $out, $err) = $node->psql('postgres', "SET statement_timeout = $ms;\n" . q{
+		DO $$
+		DECLARE
+			first timestamptz := (SELECT lease_expires_at FROM snowflake_status());
+			cur timestamptz;
+		BEGIN
+			LOOP
+				PERFORM pg_sleep(0.005);
+				cur := (SELECT lease_expires_at FROM snowflake_status());
+				EXIT WHEN cur IS NOT NULL AND cur IS DISTINCT FROM first;
+			END LOOP;
+		END $$;});
+	return $rc == 0;
+}
+
+# kill -9 member $i, remove its data directory and start it again, empty,
+# on the same ports and with the same flags; waits until it is healthy.
+sub wipe_member
+{
+	my ($self, $i) = @_;
+	my $m = $self->{members}[$i];
+	$self->kill_member($i);
+	File::Path::rmtree($m->{data_dir});
+	die "could not remove $m->{data_dir}" if -e $m->{data_dir};
+	$self->start_member($i);
+	$self->wait_healthy;
+	return;
+}
+
+# The cluster id (decimal string) the first live member reports.
+sub cluster_id
+{
+	my ($self) = @_;
+	my $st = json_decode($self->etcdctl('endpoint', 'status', '-w', 'json'));
+	return "$st->[0]{Status}{header}{cluster_id}";
 }
 
 1;
