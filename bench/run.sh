@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 #
-# bench/run.sh - performance yardsticks of the snowflake extension (SPEC.md
-# section 8), measured on a throwaway PostgreSQL 15 server.
+# bench/run.sh - performance yardsticks of the snowflake extension, measured
+# on a throwaway PostgreSQL 15 server, written where the README shows them.
+#
+# The targets: one session makes at least 95% of the layout's 4096 IDs per
+# millisecond; snowflake keys insert at least as fast as bigserial keys and
+# faster than uuid keys, with a smaller primary-key index than uuid's.
 #
 # What it measures:
 #   1. One session, SELECT snowflake_nextval() over generate_series(1, 1e6):
@@ -13,14 +17,21 @@
 #   3. snowflake_nextval_batch(1000000): wall time, CPU per ID and rate.
 #   4. pgbench clients inserting single rows keyed by snowflake, bigserial and
 #      uuid, for several client counts: TPS and primary-key index size,
-#      against the targets snowflake >= bigserial, > uuid, and a smaller
-#      index than uuid.
-#   5. Raw figures go to bench/results/latest.tsv (test, key_type, clients,
-#      value, unit); bench/chart.sh draws the inserts from them into
-#      docs/bench-inserts.png (with gnuplot, if installed).
+#      against the targets above.
+#
+# What it writes, all from one run's figures:
+#   - bench/results/latest.tsv (and a dated copy): the raw figures (test,
+#     key_type, clients, value, unit; rows "info" describe the machine);
+#   - bench/results.md: the figures as Markdown tables;
+#   - docs/bench-inserts.png: the insert chart (bench/chart.sh, gnuplot);
+#   - README.md: the same tables and chart between the lines
+#     <!-- bench:begin --> and <!-- bench:end -->.
 #
 # How to run (from anywhere; takes two to three minutes on 2 cores):
-#   bash bench/run.sh
+#   bash bench/run.sh                    measure, then write all of the above
+#   bash bench/run.sh --report [TSV]     only rewrite results.md, the chart and
+#                                        the README block from TSV (default
+#                                        bench/results/latest.tsv)
 # as root (the server then runs as the `postgres` user) or as a user that can
 # run PostgreSQL itself.  The extension must be installed first:
 #   make && make install
@@ -37,6 +48,10 @@ export LC_ALL=C
 
 readonly BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly RESULTS_DIR="$BENCH_DIR/results"
+readonly PROJECT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+readonly RESULTS_MD="$BENCH_DIR/results.md"
+readonly CHART_PNG="$PROJECT_DIR/docs/bench-inserts.png"
+readonly README="$PROJECT_DIR/README.md"
 
 # --- Sizes.  Chosen so that the whole run stays near three minutes. ---
 
@@ -399,7 +414,7 @@ print_session_report() {
 		fi
 		pct=$(pct_of_layout "$span_rate")
 		verdict=$(awk -v p="$pct" -v t="$RATE_TARGET_PCT" 'BEGIN { print (p >= t) ? "HIT" : "MISS" }')
-		[[ $key_type == snowflake ]] || verdict="($verdict, not a spec target)"
+		[[ $key_type == snowflake ]] || verdict="($verdict, no target)"
 		printf '%-34s %9.1f %12.1f %12.0f %12.0f %9s%%  %s\n' \
 			"$label" "$wall" "$cpu" "$wall_rate" "$span_rate" "$pct" "$verdict"
 	done
@@ -487,7 +502,164 @@ print_header() {
 	echo "        (well above 0 means other work was competing for the CPUs)"
 }
 
+# --- Results for readers: Markdown, chart and the README block, from a TSV ---
+
+# The figures of TSV as Markdown tables; IMAGE is the chart's path as seen
+# from the file the tables go into.  Everything comes from the TSV (the
+# run's sizes and the machine are in its "info" rows), so --report redraws
+# exactly what the run measured.
+markdown_body() {	# tsv image
+	awk -F'\t' -v image="$2" \
+		-v d_ids="$SESSION_IDS" -v d_runs="$SESSION_RUNS" -v d_rows="$ROWS_PER_RUN" \
+		-v d_reps="$INSERT_REPS" -v d_target="$RATE_TARGET_PCT" -v d_noise="$NOISE_PCT" \
+		-v layout="$LAYOUT_IDS_PER_MS" '
+	function commas(n,   s) {
+		s = sprintf("%d", n)
+		while (s ~ /[0-9][0-9][0-9][0-9]/)
+			sub(/[0-9][0-9][0-9]($|,)/, ",&", s)
+		return s
+	}
+	function get(test, key, clients) { return v[test SUBSEP key SUBSEP clients] }
+	function has(test, key, clients) { return (test SUBSEP key SUBSEP clients) in v }
+	function inf(name, dflt) { return (name in info && info[name] != "") ? info[name] : dflt }
+	function mib(b) { return sprintf("%.2f", b / 1048576) }
+	NR == 1 { next }
+	$1 == "info" { info[$2] = $4; next }
+	{ v[$1 SUBSEP $2 SUBSEP $3] = $4 }
+	$1 == "insert_tps" && $2 == "snowflake" { clients[++nc] = $3 }
+	END {
+		ids = inf("session_ids", d_ids); runs = inf("session_runs", d_runs)
+		rows = inf("rows_per_run", d_rows); reps = inf("insert_reps", d_reps)
+		target = inf("rate_target_pct", d_target); noise = inf("noise_pct", d_noise)
+
+		printf "Run of %s: PostgreSQL %s, %s CPUs, %s; `shared_buffers = %s`, `synchronous_commit = %s`, `autovacuum = %s`, the same for every key type. Load average before the run: %s (well above 0 means other work competed for the CPUs). Total time: %s s.\n\n", \
+			inf("date", "?"), inf("postgresql", "?"), inf("cpus", "?"), inf("kernel", "?"), \
+			inf("shared_buffers", "?"), inf("synchronous_commit", "?"), inf("autovacuum", "?"), \
+			inf("load_average", "?"), get("total_run_time", "all", 0)
+
+		printf "| one session, %s values (median of %s runs) | wall ms | CPU ns per value | rate from the IDs'"'"' timestamps | target |\n", commas(ids), runs
+		print "|---|---|---|---|---|"
+		n = split("snowflake snowflake_batch sequence uuid", keys, " ")
+		for (i = 1; i <= n; i++) {
+			k = keys[i]
+			if (!has("session_wall", k, 1)) continue
+			if (k == "snowflake") label = "`snowflake_nextval()`"
+			else if (k == "snowflake_batch") label = sprintf("`snowflake_nextval_batch(%d)`", ids)
+			else if (k == "sequence") label = "`nextval('"'"'seq'"'"')`"
+			else label = "`gen_random_uuid()`"
+			rate = ""; verdict = "reported beside it"
+			if (has("session_ids_per_ms_span", k, 1)) {
+				pct = get("session_pct_of_layout", k, 1)
+				if (k == "snowflake") {
+					rate = sprintf("%.0f IDs/ms = **%.1f%%** of %d", get("session_ids_per_ms_span", k, 1), pct, layout)
+					verdict = sprintf("≥ %s%%: %s", target, (pct >= target) ? "met" : "missed")
+				} else {
+					rate = sprintf("%.0f IDs/ms = %.1f%%", get("session_ids_per_ms_span", k, 1), pct)
+					verdict = ""
+				}
+			}
+			printf "| %s | %.0f | %.0f | %s | %s |\n", label, get("session_wall", k, 1), get("session_cpu_per_value", k, 1), rate, verdict
+		}
+
+		printf "\n| pgbench clients, single-row INSERTs (%s rows per table; TPS: median of %s runs, min–max) | snowflake TPS | bigserial TPS | uuid TPS | snowflake vs bigserial | snowflake vs uuid | pk index: snowflake / bigserial / uuid |\n", commas(rows), reps
+		print "|---|---|---|---|---|---|---|"
+		for (i = 1; i <= nc; i++) {
+			c = clients[i]
+			line = "| " c
+			for (j = 1; j <= 3; j++) {
+				k = (j == 1) ? "snowflake" : (j == 2) ? "bigserial" : "uuid"
+				line = line sprintf(" | %.0f (%.0f–%.0f)", get("insert_tps", k, c), get("insert_tps_min", k, c), get("insert_tps_max", k, c))
+			}
+			gb = get("insert_tps_gap_vs_bigserial", "snowflake", c)
+			gu = get("insert_tps_gap_vs_uuid", "snowflake", c)
+			vb = (gb >= 0) ? "met" : (gb >= -noise) ? "within noise" : "missed"
+			vu = (gu > 0) ? "met" : "missed"
+			si = get("pk_index_size", "snowflake", c); ui = get("pk_index_size", "uuid", c)
+			line = line sprintf(" | %+.1f%%: %s | %+.1f%%: %s | %s / %s / %s MiB: %s |", gb, vb, gu, vu, \
+				mib(si), mib(get("pk_index_size", "bigserial", c)), mib(ui), (si + 0 < ui + 0) ? "met" : "missed")
+			print line
+		}
+		printf "\nsnowflake vs another key type: the median over the %s repetitions of snowflake'"'"'s TPS against the other type'"'"'s in the same repetition (the runs of one repetition share whatever else the machine was doing); within noise: no more than %s%% below. Targets: at least as fast as `bigserial`, faster than UUID, a smaller primary-key index than UUID'"'"'s.\n", reps, noise
+		printf "\n![Insert throughput by number of pgbench clients for snowflake, bigserial\nand UUID keys](%s)\n", image
+		printf "\nThe chart: median TPS of the repetitions, bars from the slowest to the fastest run.\n"
+	}' "$1"
+}
+
+# Replace what lies between the README's bench markers with BODY_FILE.  The
+# README is rewritten in place (same file, owner and mode), and only if both
+# markers are there, each once, begin before end.
+update_readme_block() {	# body_file
+	local body=$1 tmp
+	if [[ ! -f $README ]] ||
+		[[ $(grep -c '^<!-- bench:begin -->$' "$README") -ne 1 ]] ||
+		[[ $(grep -c '^<!-- bench:end -->$' "$README") -ne 1 ]] ||
+		[[ $(grep -n '^<!-- bench:begin -->$' "$README" | cut -d: -f1) -gt \
+			$(grep -n '^<!-- bench:end -->$' "$README" | cut -d: -f1) ]]; then
+		log "README.md has no single <!-- bench:begin --> ... <!-- bench:end --> block: not updated"
+		return 0
+	fi
+	tmp=$(mktemp)
+	awk -v body="$body" '
+		/^<!-- bench:end -->$/ { skip = 0 }
+		!skip { print }
+		/^<!-- bench:begin -->$/ {
+			while ((getline line < body) > 0) print line
+			close(body)
+			skip = 1
+		}' "$README" >"$tmp"
+	cat "$tmp" >"$README"
+	rm -f "$tmp"
+	echo "README.md: benchmark block rewritten"
+}
+
+# results.md, the chart and the README block, all from one TSV.
+write_report() {	# tsv
+	local tsv=$1 body
+	[[ -s $tsv ]] || die "no results in $tsv (run bench/run.sh)"
+	grep -q $'^insert_tps\tsnowflake\t' "$tsv" || die "$tsv has no insert figures"
+	body=$(mktemp)
+	{
+		echo "# snowflake benchmark results"
+		echo
+		echo "Written by \`bash bench/run.sh\` from \`bench/results/$(basename "$tsv")\`; README.md shows the same."
+		echo
+		markdown_body "$tsv" ../docs/bench-inserts.png
+	} >"$RESULTS_MD"
+	echo "Results: $RESULTS_MD"
+	if command -v gnuplot >/dev/null; then
+		bash "$BENCH_DIR/chart.sh" "$tsv" "$CHART_PNG"
+	else
+		echo "No chart: gnuplot is missing (apt-get install gnuplot-nox)"
+	fi
+	markdown_body "$tsv" docs/bench-inserts.png >"$body"
+	update_readme_block "$body"
+	rm -f "$body"
+}
+
+record_info() {
+	tsv_add info date 0 "$(date -u '+%Y-%m-%d %H:%M UTC')" text
+	tsv_add info postgresql 0 "$(sql 'SHOW server_version')" text
+	tsv_add info cpus 0 "$(nproc)" text
+	tsv_add info kernel 0 "$(uname -sr)" text
+	tsv_add info shared_buffers 0 "$(sql 'SHOW shared_buffers')" text
+	tsv_add info synchronous_commit 0 "$(sql 'SHOW synchronous_commit')" text
+	tsv_add info autovacuum 0 "$(sql 'SHOW autovacuum')" text
+	tsv_add info load_average 0 "$LOAD_AT_START" text
+	tsv_add info session_ids 0 "$SESSION_IDS" text
+	tsv_add info session_runs 0 "$SESSION_RUNS" text
+	tsv_add info rows_per_run 0 "$ROWS_PER_RUN" text
+	tsv_add info insert_reps 0 "$INSERT_REPS" text
+	tsv_add info rate_target_pct 0 "$RATE_TARGET_PCT" text
+	tsv_add info noise_pct 0 "$NOISE_PCT" text
+}
+
 main() {
+	if [[ ${1:-} == --report ]]; then
+		write_report "${2:-$RESULTS_DIR/latest.tsv}"
+		return 0
+	fi
+	[[ $# -eq 0 ]] || die "usage: bench/run.sh [--report [results.tsv]]"
+
 	# Interrupts go through exit, so the EXIT trap stops the server and
 	# removes its directory whatever happens.
 	trap cleanup EXIT
@@ -501,6 +673,7 @@ main() {
 	printf 'test\tkey_type\tclients\tvalue\tunit\n' >"$TSV_TMP"
 
 	start_server
+	record_info
 	run_session_tests
 	run_insert_tests
 
@@ -517,12 +690,8 @@ main() {
 	TSV_TMP=""
 	echo
 	echo "Raw results: $RESULTS_DIR/latest.tsv (copy: $RESULTS_DIR/$stamp.tsv)"
-	# The chart the README shows, redrawn from this run.
-	if command -v gnuplot >/dev/null; then
-		bash "$BENCH_DIR/chart.sh" "$RESULTS_DIR/latest.tsv" "$BENCH_DIR/../docs/bench-inserts.png"
-	else
-		echo "No chart: gnuplot is missing (apt-get install gnuplot-nox)"
-	fi
+	# What readers see, from this run's figures only.
+	write_report "$RESULTS_DIR/latest.tsv"
 	echo "Total time: $((SECONDS - START_SECONDS)) s"
 }
 

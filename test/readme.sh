@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The README's SQL examples, run as written: every ```sql fenced block of
+# README.md, in the order it appears, verbatim, with
+# psql -v ON_ERROR_STOP=1 in database postgres of a throwaway server
+# preloading snowflake with snowflake.node_id set, one psql session per
+# block.  A block that fails is shown with its README line, its text and
+# psql's error.
+#
+# The convention this pins down (stated in the README's Tests section):
+# README examples are self-contained.  A block may use what an earlier block
+# created (a database, a table), never a setup that is not in the README.
+# What cannot run on one throwaway server (postgresql.conf lines, shell
+# commands, diagrams) is fenced as ini, sh or text; every fence names its
+# language, so no SQL example escapes the check by having none.
+#
+# scripts/test.sh runs the script suites before its own build: this one
+# builds and installs the extension itself first, as scripts/demo.sh does,
+# so that it checks the README against this tree, not a stale install.
+set -uo pipefail
+
+PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
+. "$PROJECT_DIR/scripts/lib.sh"
+
+README=$PROJECT_DIR/README.md
+failures=0
+work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-readme.XXXXXX")
+cleanup() {
+	[ -f "$work/data/postmaster.pid" ] &&
+		as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev
+build_and_install "-DUSE_ASSERT_CHECKING" || { echo "not ok - build and install"; exit 1; }
+
+# Split the README: blocks/NNN.sql per ```sql block (the first line of
+# blocks/NNN.line holds its README line number); untagged opening fences
+# are listed in untagged.txt.  Fences count only at the start of a line.
+mkdir "$work/blocks"
+awk -v dir="$work/blocks" '
+	function flush() { close(file) }
+	inside == 0 && /^```/ {
+		lang = substr($0, 4)
+		sub(/[ \t].*$/, "", lang)
+		if (lang == "")
+			print NR > (dir "/../untagged.txt")
+		inside = 1
+		if (lang == "sql") {
+			n++
+			file = sprintf("%s/%03d.sql", dir, n)
+			printf "" > file
+			print NR + 1 > sprintf("%s/%03d.line", dir, n)
+			close(sprintf("%s/%03d.line", dir, n))
+			in_sql = 1
+		}
+		next
+	}
+	inside == 1 && /^```[ \t]*$/ {
+		if (in_sql) flush()
+		inside = 0
+		in_sql = 0
+		next
+	}
+	in_sql { print > file }
+	END { if (inside) print "unclosed" > (dir "/../unclosed.txt") }
+' "$README"
+
+blocks=("$work"/blocks/*.sql)
+check "README.md has sql blocks to run" test -e "${blocks[0]}"
+check "every fenced block of README.md names its language (sql, ini, sh, text)" \
+	bash -c "[ ! -s '$work/untagged.txt' ] || { echo 'untagged fences at README.md lines:'; cat '$work/untagged.txt'; exit 1; }"
+check "every fenced block of README.md is closed" test ! -e "$work/unclosed.txt"
+
+# The server the README's Getting started describes: preloaded, a node id,
+# snowflake.database left at its default, postgres.
+[ "$(id -u)" -eq 0 ] && chown "$(server_user)" "$work"
+chmod 755 "$work" "$work/blocks"
+chmod 644 "$work"/blocks/*
+init_throwaway_server "$work" 1
+if ! as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start >/dev/null; then
+	echo "not ok - a preloaded throwaway server starts"
+	cat "$work/server.log"
+	exit 1
+fi
+
+# run_block FILE: one psql session, the block verbatim, stop at the first
+# error; on failure the block and the error, for check() to show.
+run_block() {
+	local file=$1 line
+	line=$(cat "${file%.sql}.line")
+	if as_server_user psql -X -q -h "$work" -U postgres -d postgres \
+		-v ON_ERROR_STOP=1 -f "$file" >"$file.out" 2>&1; then
+		return 0
+	fi
+	echo "README.md line $line, the block:"
+	sed 's/^/    /' "$file"
+	echo "failed with:"
+	cat "$file.out"
+	return 1
+}
+
+for file in "${blocks[@]}"; do
+	[ -e "$file" ] || continue
+	line=$(cat "${file%.sql}.line")
+	first=$(grep -m1 -v '^[[:space:]]*\(--.*\)\?$' "$file")
+	check "README.md line $line runs: ${first:0:60}" run_block "$file"
+done
+
+check "the server is still up after the examples" \
+	as_server_user pg_ctl -D "$work/data" status
+if [ "$failures" -ne 0 ]; then
+	echo "# tail of the server log:"
+	tail -n 30 "$work/server.log" | sed 's/^/#   /'
+fi
+
+[ "$failures" -eq 0 ]
