@@ -159,6 +159,7 @@ cleanup() {
 			tail -n 20 "$SERVER_LOG" >&2 || true
 		fi
 		stop_server
+		[[ -n $ETCD_PID ]] && kill "$ETCD_PID" 2>/dev/null
 		rm -rf "$WORK_DIR"
 	fi
 	[[ -n $TSV_TMP ]] && rm -f "$TSV_TMP"
@@ -224,6 +225,9 @@ start_server() {
 	# keeps "table does not exist, skipping" notices out of the output
 	export PGOPTIONS="-c client_min_messages=warning"
 	psql_bench -d postgres -c "CREATE DATABASE bench"
+	# The high-water marks live in snowflake.database (postgres) first.
+	psql_bench -d postgres -c "CREATE EXTENSION snowflake" >/dev/null ||
+		die "CREATE EXTENSION snowflake failed in postgres; is it installed (make install)?"
 	sql "CREATE EXTENSION snowflake" ||
 		die "CREATE EXTENSION snowflake failed; is it installed (make install)?"
 }
@@ -317,6 +321,61 @@ run_session_tests() {
 		 FROM (SELECT gen_random_uuid() AS x $from_series) s"
 }
 
+# --- 3b: the same statement in etcd mode, beside guc mode ---
+
+# etcd mode adds the fence to the hot path (a check of a monotonic clock
+# each time a new millisecond starts).  The server is restarted leasing its
+# node id from a one-member etcd on loopback, and the one-session statement
+# is measured again; skipped when etcd is not installed.
+ETCD_PID=""
+run_etcd_mode_test() {
+	local client_port peer_port i state
+	if ! command -v etcd >/dev/null; then
+		log "etcd not installed: etcd mode not measured"
+		return 0
+	fi
+	client_port=$(pick_port)
+	peer_port=$(pick_port)
+	log "etcd on 127.0.0.1:$client_port for the etcd-mode run"
+	etcd --name bench --data-dir "$WORK_DIR/etcd" \
+		--listen-client-urls "http://127.0.0.1:$client_port" \
+		--advertise-client-urls "http://127.0.0.1:$client_port" \
+		--listen-peer-urls "http://127.0.0.1:$peer_port" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+		--initial-cluster "bench=http://127.0.0.1:$peer_port" \
+		--initial-cluster-state new >"$WORK_DIR/etcd.log" 2>&1 </dev/null 3>&- &
+	ETCD_PID=$!
+	for i in $(seq 1 50); do
+		ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:$client_port" endpoint health \
+			>/dev/null 2>&1 && break
+		sleep 0.2
+	done
+
+	as_server_user pg_ctl stop -D "$DATA_DIR" -m fast -w >/dev/null
+	cat >>"$DATA_DIR/postgresql.conf" <<-EOF
+	snowflake.node_source = etcd
+	snowflake.etcd_endpoints = 'http://127.0.0.1:$client_port'
+	snowflake.etcd_lease_ttl = 10
+	EOF
+	as_server_user pg_ctl start -D "$DATA_DIR" -l "$SERVER_LOG" -w -t 60 >/dev/null
+	# A node id new to this etcd waits out any unknown earlier holder once.
+	for i in $(seq 1 150); do
+		state=$(psql_bench -At -c "SELECT state FROM snowflake_status()" 2>/dev/null || true)
+		[[ $state == ready ]] && break
+		sleep 0.2
+	done
+	[[ $state == ready ]] || die "the server did not become ready in etcd mode (state: $state)"
+
+	log "one session, etcd mode: snowflake_nextval() x $SESSION_IDS"
+	measure_statement snowflake_etcd \
+		"SELECT count(*) AS n, max(x >> 22) - min(x >> 22) + 1 AS span
+		 FROM (SELECT snowflake_nextval() AS x FROM generate_series(1, $SESSION_IDS)) s"
+	as_server_user pg_ctl stop -D "$DATA_DIR" -m fast -w >/dev/null
+	kill "$ETCD_PID" 2>/dev/null || true
+	wait "$ETCD_PID" 2>/dev/null || true
+	ETCD_PID=""
+}
+
 # --- 4: concurrent inserts with pgbench ---
 
 create_table() {	# key_type
@@ -399,9 +458,11 @@ print_session_report() {
 	echo "1-3. One session, $SESSION_IDS values per statement (median of $SESSION_RUNS runs after a warm-up)"
 	printf '%-34s %9s %12s %12s %12s %10s  %s\n' \
 		statement "wall ms" "CPU ns/val" "values/ms" "IDs/ms span" "of 4096" "target >= ${RATE_TARGET_PCT}%"
-	for key_type in snowflake snowflake_batch sequence uuid; do
+	for key_type in snowflake snowflake_etcd snowflake_batch sequence uuid; do
+		[[ -n ${SESSION_RESULT[$key_type]:-} ]] || continue
 		case $key_type in
 			snowflake) label="snowflake_nextval()" ;;
+			snowflake_etcd) label="snowflake_nextval(), etcd mode" ;;
 			snowflake_batch) label="snowflake_nextval_batch($SESSION_IDS)" ;;
 			sequence) label="nextval('bench_seq')" ;;
 			uuid) label="gen_random_uuid()" ;;
@@ -414,7 +475,7 @@ print_session_report() {
 		fi
 		pct=$(pct_of_layout "$span_rate")
 		verdict=$(awk -v p="$pct" -v t="$RATE_TARGET_PCT" 'BEGIN { print (p >= t) ? "HIT" : "MISS" }')
-		[[ $key_type == snowflake ]] || verdict="($verdict, no target)"
+		[[ $key_type == snowflake || $key_type == snowflake_etcd ]] || verdict="($verdict, no target)"
 		printf '%-34s %9.1f %12.1f %12.0f %12.0f %9s%%  %s\n' \
 			"$label" "$wall" "$cpu" "$wall_rate" "$span_rate" "$pct" "$verdict"
 	done
@@ -539,18 +600,19 @@ markdown_body() {	# tsv image
 
 		printf "| one session, %s values (median of %s runs) | wall ms | CPU ns per value | rate from the IDs'"'"' timestamps | target |\n", commas(ids), runs
 		print "|---|---|---|---|---|"
-		n = split("snowflake snowflake_batch sequence uuid", keys, " ")
+		n = split("snowflake snowflake_etcd snowflake_batch sequence uuid", keys, " ")
 		for (i = 1; i <= n; i++) {
 			k = keys[i]
 			if (!has("session_wall", k, 1)) continue
 			if (k == "snowflake") label = "`snowflake_nextval()`"
+			else if (k == "snowflake_etcd") label = "`snowflake_nextval()`, etcd mode"
 			else if (k == "snowflake_batch") label = sprintf("`snowflake_nextval_batch(%d)`", ids)
 			else if (k == "sequence") label = "`nextval('"'"'seq'"'"')`"
 			else label = "`gen_random_uuid()`"
 			rate = ""; verdict = "reported beside it"
 			if (has("session_ids_per_ms_span", k, 1)) {
 				pct = get("session_pct_of_layout", k, 1)
-				if (k == "snowflake") {
+				if (k == "snowflake" || k == "snowflake_etcd") {
 					rate = sprintf("%.0f IDs/ms = **%.1f%%** of %d", get("session_ids_per_ms_span", k, 1), pct, layout)
 					verdict = sprintf("≥ %s%%: %s", target, (pct >= target) ? "met" : "missed")
 				} else {
@@ -676,6 +738,7 @@ main() {
 	record_info
 	run_session_tests
 	run_insert_tests
+	run_etcd_mode_test
 
 	print_header
 	print_session_report
