@@ -9,7 +9,10 @@
  * a node id whose mark has vanished must not be taken as fresh after a
  * restart.  So every reservation is also written here, in the data
  * directory, before the generator may use it: one line per node id with its
- * mark in milliseconds since 1970-01-01 UTC (independent of the epoch).
+ * mark in milliseconds since 1970-01-01 UTC (independent of the epoch),
+ * and in etcd mode the etcd revision of the node's mark this server wrote
+ * last: finding that very revision in etcd at the next claim proves that
+ * nobody held the node id since.
  * The file is rewritten whole and renamed into place durably, so a crash
  * leaves either the old or the new one.  The worker reads the higher of
  * this file and the table.
@@ -34,6 +37,7 @@
 
 /* Unix ms per node id; 0 for none.  Loaded once, then kept in step. */
 static int64 mark_file_marks[SNOWFLAKE_MAX_NODE + 1];
+static int64 mark_file_etcd_revisions[SNOWFLAKE_MAX_NODE + 1];
 static bool mark_file_loaded = false;
 
 /* Milliseconds from the Unix epoch to snowflake.epoch. */
@@ -54,6 +58,7 @@ mark_file_load(void)
 	if (mark_file_loaded)
 		return;
 	memset(mark_file_marks, 0, sizeof(mark_file_marks));
+	memset(mark_file_etcd_revisions, 0, sizeof(mark_file_etcd_revisions));
 	file = AllocateFile(MARK_FILE_NAME, "r");
 	if (file == NULL)
 	{
@@ -68,12 +73,15 @@ mark_file_load(void)
 	{
 		int			node;
 		long long	unix_millis;
+		long long	revision = 0;
+		int			fields;
 		char		extra;
 
 		lineno++;
 		if (lineno == 1 && strncmp(line, MARK_FILE_HEADER, strlen(MARK_FILE_HEADER)) == 0)
 			continue;
-		if (sscanf(line, "%d %lld %c", &node, &unix_millis, &extra) != 2 ||
+		fields = sscanf(line, "%d %lld %lld %c", &node, &unix_millis, &revision, &extra);
+		if ((fields != 2 && fields != 3) || revision < 0 ||
 			node < 0 || node > SNOWFLAKE_MAX_NODE || unix_millis < 0 ||
 			unix_millis - mark_file_epoch_offset() > SNOWFLAKE_MAX_MILLIS)
 		{
@@ -82,22 +90,27 @@ mark_file_load(void)
 					errcode(ERRCODE_DATA_CORRUPTED),
 					errmsg("line %d of file \"%s\" is not a high-water mark of "
 						   "snowflake.epoch", lineno, MARK_FILE_NAME),
-					errhint("Each line must be a node id and milliseconds since "
-							"1970-01-01 UTC. Correct the file rather than delete it: "
+					errhint("Each line must be a node id, milliseconds since "
+							"1970-01-01 UTC and optionally an etcd revision. Correct the file rather than delete it: "
 							"it holds this server's IDs above those it issued."));
 		}
 		mark_file_marks[node] = Max(mark_file_marks[node], (int64) unix_millis);
+		mark_file_etcd_revisions[node] = (int64) revision;
 	}
 	FreeFile(file);
 	mark_file_loaded = true;
 }
 
-/* The node's mark in ms since snowflake.epoch; 0 when the file has none. */
+/*
+ * The node's mark in ms since snowflake.epoch (0 when the file has none),
+ * and the etcd revision of the mark this server last wrote (0: none).
+ */
 int64
-mark_file_read(int node)
+mark_file_read(int node, int64 *etcd_revision)
 {
 	mark_file_loaded = false;	/* read it anew: it may have been edited */
 	mark_file_load();
+	*etcd_revision = mark_file_etcd_revisions[node];
 	if (mark_file_marks[node] == 0)
 		return 0;
 	return Max(mark_file_marks[node] - mark_file_epoch_offset(), 1);
@@ -105,7 +118,7 @@ mark_file_read(int node)
 
 /* Record the node's mark (ms since snowflake.epoch) durably. */
 void
-mark_file_write(int node, int64 mark_millis)
+mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
 {
 	StringInfoData contents;
 	int			fd;
@@ -113,12 +126,14 @@ mark_file_write(int node, int64 mark_millis)
 
 	mark_file_load();
 	mark_file_marks[node] = mark_millis + mark_file_epoch_offset();
+	mark_file_etcd_revisions[node] = etcd_revision;
 
 	initStringInfo(&contents);
 	appendStringInfoString(&contents, MARK_FILE_HEADER "\n");
 	for (i = 0; i <= SNOWFLAKE_MAX_NODE; i++)
 		if (mark_file_marks[i] > 0)
-			appendStringInfo(&contents, "%d " INT64_FORMAT "\n", i, mark_file_marks[i]);
+			appendStringInfo(&contents, "%d " INT64_FORMAT " " INT64_FORMAT "\n", i,
+							 mark_file_marks[i], mark_file_etcd_revisions[i]);
 
 	fd = OpenTransientFile(MARK_FILE_TEMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)

@@ -8,7 +8,7 @@
 #ifndef SNOWFLAKE_MARK_FILE_H
 #define SNOWFLAKE_MARK_FILE_H
 
-extern int64 mark_file_read(int node);
-extern void mark_file_write(int node, int64 mark_millis);
+extern int64 mark_file_read(int node, int64 *etcd_revision);
+extern void mark_file_write(int node, int64 mark_millis, int64 etcd_revision);
 
 #endif							/* SNOWFLAKE_MARK_FILE_H */

@@ -24,9 +24,10 @@
  * machine, starts above it.  Every write is guarded by <prefix>/nodes/<N>
  * still being attached to our lease, so only the holder of N ever writes
  * N's mark.  The one time it comes down is a clean shutdown, to the exact
- * last issued millisecond.  A mark that is missing, or was written under
- * another cluster_id (before etcd lost its data), proves nothing about who
- * held N last: the worker then waits out the longest time an unknown holder
+ * last issued millisecond.  Only a mark this server wrote itself, found at
+ * the very revision it recorded (mark_file.c), under the same cluster_id,
+ * with etcd's revision never seen going back, proves that nobody held N
+ * since: otherwise the worker waits out the longest time an unknown holder
  * could still be issuing (node_lease_fence_window_ms) before its first ID.
  *
  *-------------------------------------------------------------------------
@@ -451,9 +452,17 @@ node_lease_read_mark(void *arg)
 	etcd_get(mark_key(mark->node), &kv);
 	if (etcd_take_revision_regression())
 		node_lease_data_lost = true;
-	mark->proven = node_lease_cache_mark(mark->node, &kv) && !node_lease_data_lost;
+	mark->trusted = node_lease_cache_mark(mark->node, &kv) && !node_lease_data_lost;
 	node_lease_data_lost = false;
 	mark->millis = node_mark_cached_millis;
+	mark->revision = node_mark_cached_revision;
+}
+
+/* The etcd revision of node's mark as last written or read; 0: unknown. */
+int64
+node_lease_mark_revision(int node)
+{
+	return node_mark_cached_node == node ? node_mark_cached_revision : 0;
 }
 
 /* Whether node's mark in etcd, as last written or read, is at least millis. */

@@ -24,7 +24,8 @@ typedef struct NodeMark
 {
 	int			node;
 	int64		millis;			/* ms since snowflake.epoch; 0 for none */
-	bool		proven;			/* out of a read: written under this etcd cluster */
+	int64		revision;		/* out of a read: its mod_revision, 0 for none */
+	bool		trusted;		/* out of a read: under this etcd cluster, no loss seen */
 } NodeMark;
 
 /* Steps for worker_run(): each raises an error on failure. */
@@ -45,5 +46,6 @@ extern int64 node_lease_ms_until_keepalive(void);
 extern int64 node_lease_fence_window_ms(void);
 extern uint64 node_lease_claim_time(void);
 extern bool node_lease_mark_covers(int node, int64 millis);
+extern int64 node_lease_mark_revision(int node);
 
 #endif							/* SNOWFLAKE_NODE_LEASE_H */

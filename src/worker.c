@@ -251,20 +251,29 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 	return ok;
 }
 
+/* The mark file's record of one node id, for worker_read_mark_file(). */
+typedef struct WorkerFileMark
+{
+	int			node;
+	int64		millis;			/* ms since the epoch; 0 for none */
+	int64		etcd_revision;	/* of the etcd mark this server wrote last */
+} WorkerFileMark;
+
 static void
 worker_write_mark_file(void *arg)
 {
 	MarkStoreWrite *write = (MarkStoreWrite *) arg;
 
-	mark_file_write(write->node, write->mark_millis);
+	mark_file_write(write->node, write->mark_millis,
+					worker_uses_etcd ? node_lease_mark_revision(write->node) : 0);
 }
 
 static void
 worker_read_mark_file(void *arg)
 {
-	MarkStoreWrite *read = (MarkStoreWrite *) arg;
+	WorkerFileMark *read = (WorkerFileMark *) arg;
 
-	read->merged_millis = mark_file_read(read->node);
+	read->millis = mark_file_read(read->node, &read->etcd_revision);
 }
 
 /*
@@ -382,11 +391,12 @@ worker_close_and_exit(bool was_ready)
 					   "record the last issued timestamp") &&
 			write.refusal.message == NULL)
 			pg_atomic_write_u64(&snowflake_shared->high_water, write.merged_millis);
-		(void) worker_run(worker_write_mark_file, &write,
-						  "record the last issued timestamp in " "snowflake.marks");
+		/* etcd first: the file records the revision of the settled mark. */
 		if (worker_uses_etcd && node_lease_held())
 			(void) worker_run(node_lease_settle_mark, &etcd_mark,
 							  "record the last issued timestamp in etcd");
+		(void) worker_run(worker_write_mark_file, &write,
+						  "record the last issued timestamp in snowflake.marks");
 	}
 	/* Frees the node id at once for the next server. */
 	if (worker_uses_etcd)
@@ -628,11 +638,11 @@ worker_migrate_from(int node, int64 mark_millis, int64 behind)
 }
 
 /*
- * etcd lost the node id's history (no mark written under this etcd
- * cluster): an earlier holder may not know yet that its claim is gone.  It
- * stops at the latest at its fence, which started before the loss and so
- * before our claim; wait that long, and the clock difference the fleet
- * tolerates, from the claim.
+ * Nothing proves who held the node id since this server did (another
+ * server held it, it is new to this server, or etcd lost data): an earlier
+ * holder may not know yet that its claim is gone.  It stops at the latest
+ * at its fence, which started before our claim; wait that long, and the
+ * clock difference the fleet tolerates, from the claim.
  */
 static bool
 worker_wait_out_unknown_holder(int node)
@@ -642,13 +652,12 @@ worker_wait_out_unknown_holder(int node)
 
 	ereport(LOG,
 			errmsg("snowflake worker waits %lld ms before issuing under node id %d: "
-				   "etcd has no high-water mark of it written since etcd's data was "
-				   "last lost",
+				   "its mark in etcd is not the one this server wrote last",
 				   (long long) (until - Min(until, shared_state_monotonic_micros())) / 1000,
 				   node),
-			errdetail("A server that held node id %d before a loss of etcd's data (keys "
-					  "deleted, data wiped or restored) may go on issuing until its "
-					  "fence; a node id used for the first time waits the same, once.",
+			errdetail("Another server may have held node id %d and, if etcd lost data "
+					  "(keys deleted, data wiped or restored from a snapshot), may go on "
+					  "issuing until its fence.",
 					  node));
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 	for (;;)
@@ -673,7 +682,7 @@ static bool
 worker_open(int node)
 {
 	MarkStoreRead mark;
-	MarkStoreWrite file_mark = {.node = node};
+	WorkerFileMark file_mark = {.node = node};
 	NodeMark	etcd_mark = {.node = node};
 	int64		table_millis;
 	int64		base;
@@ -707,7 +716,7 @@ worker_open(int node)
 					   "read the high-water mark in snowflake.marks"))
 		if (!worker_sleep(WORKER_RETRY_MS, false))
 			return false;
-	table_millis = Max(mark.found ? mark.mark_millis : 0, file_mark.merged_millis);
+	table_millis = Max(mark.found ? mark.mark_millis : 0, file_mark.millis);
 
 	if (worker_uses_etcd)
 	{
@@ -738,7 +747,15 @@ worker_open(int node)
 	worker_own_mark = -1;
 	pg_atomic_write_u64(&snowflake_shared->high_water, base);
 
-	if (worker_uses_etcd && !etcd_mark.proven &&
+	/*
+	 * In etcd mode only our own last write of the etcd mark, found unchanged,
+	 * proves that nobody issued under the node id since; anything else
+	 * (another server held it, a node id new to this server, etcd's data
+	 * lost) is waited out.
+	 */
+	if (worker_uses_etcd &&
+		!(etcd_mark.trusted && etcd_mark.revision > 0 &&
+		  etcd_mark.revision == file_mark.etcd_revision) &&
 		!worker_wait_out_unknown_holder(node))
 		return false;
 
