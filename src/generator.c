@@ -224,7 +224,12 @@ generator_wait_until_ready(int64 *wait_started)
 					shared_state_wake_worker();
 					asked_worker = true;
 				}
-				if (pg_atomic_read_u32(&snowflake_shared->marks_checks) == marks_checks)
+				/*
+				 * Two looks: the one under way when we asked may have begun
+				 * before the cause went away.
+				 */
+				if ((uint32) (pg_atomic_read_u32(&snowflake_shared->marks_checks) -
+							  marks_checks) < 2)
 				{
 					generator_wait_for_worker(wait_started,
 											  "the snowflake worker to find its high-water table");

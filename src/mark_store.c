@@ -213,6 +213,23 @@ mark_store_check_home(MarkStoreRefusal *refusal)
 	return psprintf("%s.snowflake_high_water", quote_identifier(schema_name));
 }
 
+/*
+ * Only look whether the marks still have a safe home (no SPI, no write):
+ * the worker does so while idle, so that a change of owner shows in the
+ * state before a caller needs a reservation.
+ */
+void
+mark_store_check(void *refusal)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) mark_store_locate((MarkStoreRefusal *) refusal, caller);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+}
+
 /* A timestamp of the table in ms since the epoch, rounded up. */
 static int64
 mark_store_millis(TimestampTz mark, int node, const char *table)

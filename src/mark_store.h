@@ -50,6 +50,7 @@ typedef struct MarkStoreWrite
 /* Each is one transaction; the argument is a MarkStoreRead/Write. */
 extern void mark_store_read(void *read);
 extern void mark_store_write(void *write);
+extern void mark_store_check(void *refusal);
 
 extern bool mark_store_is_mark_table(Oid relid);
 

@@ -821,6 +821,8 @@ worker_open(int node)
 static void
 worker_serve(void)
 {
+	TimestampTz home_checked_at = GetCurrentTimestamp();
+
 	for (;;)
 	{
 		int64		reserved;
@@ -830,6 +832,22 @@ worker_serve(void)
 		if (!worker_sleep(Max(snowflake_reserve / 4, 1), true) ||
 			worker_reopen_wanted())
 			return;
+
+		/* Idle too, the home of the marks must stay safe: look every second. */
+		if (GetCurrentTimestamp() - home_checked_at > WORKER_RETRY_MS * 1000)
+		{
+			MarkStoreRefusal refusal = {NULL, NULL};
+
+			home_checked_at = GetCurrentTimestamp();
+			if (worker_run(mark_store_check, &refusal, "check the high-water table") &&
+				refusal.message != NULL)
+			{
+				shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE);
+				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal.message,
+							  refusal.hint);
+				return;
+			}
+		}
 
 		reserved = (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until);
 		last_millis = shared_state_last_issued_millis();
