@@ -23,6 +23,7 @@ use SnowflakeTest;
 
 # The test's own sessions must not run alice's operators (they run as a
 # superuser too), nor be read-only: these override the database's settings.
+# (CREATE EXTENSION therefore names its schema: the first of the path is pg_catalog.)
 $ENV{PGOPTIONS} = '-c search_path=pg_catalog,public -c default_transaction_read_only=off';
 
 my $node = snowflake_node('security',
@@ -105,10 +106,10 @@ sub start_load
 	return ($h, \$err);
 }
 
-$node->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
+$node->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake SCHEMA public');
 wait_until_ready($node);
 query('postgres', 'CREATE DATABASE app');
-query('app', 'CREATE EXTENSION snowflake; CREATE TABLE ids (id bigint NOT NULL, run int NOT NULL)');
+query('app', 'CREATE EXTENSION snowflake SCHEMA public; CREATE TABLE ids (id bigint NOT NULL, run int NOT NULL)');
 is(issue(1000), 0, 'IDs are issued');
 
 ###########################################################################
@@ -236,7 +237,7 @@ is(query('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'snowfl
 ($ret, $err) = nextval_error($node, 'app');
 like($err, qr/55000: the snowflake extension is not installed in database "postgres" \(snowflake\.database\)/,
 	'given back without the extension: nextval says it is not installed');
-query('postgres', 'CREATE SCHEMA public AUTHORIZATION pg_database_owner; CREATE EXTENSION snowflake');
+query('postgres', 'CREATE SCHEMA public AUTHORIZATION pg_database_owner; CREATE EXTENSION snowflake SCHEMA public');
 ok(wait_for($node, 'app', q{SELECT state = 'ready' FROM snowflake_status()}, 10),
 	'recreated by a superuser: ready again');
 my $first_run = $run + 1;
@@ -267,7 +268,7 @@ SKIP:
 	SnowflakeTest::start_with_server_clock($node, -4);
 	is(query('app', qq{SELECT clock_timestamp() < snowflake_timestamp($max_before)}), 't',
 		'restarted with the clock behind the last ID issued before the drop');
-	query('postgres', 'CREATE EXTENSION snowflake');
+	query('postgres', 'CREATE EXTENSION snowflake SCHEMA public');
 	my $after = $run + 1;
 	is(issue(10000), 0, 'IDs once the extension is back');
 	($load, $load_err) = start_load(3, 200);
@@ -285,7 +286,7 @@ SKIP:
 ###########################################################################
 my $nodb = snowflake_node('nodb', "snowflake.node_id = 8\nsnowflake.database = 'nosuchdb'\n");
 $nodb->start;
-$nodb->safe_psql('postgres', 'CREATE EXTENSION snowflake');
+$nodb->safe_psql('postgres', 'CREATE EXTENSION snowflake SCHEMA public');
 ok(wait_for($nodb, 'postgres', q{SELECT state = 'error' FROM snowflake_status()}, 10),
 	'snowflake.database = nosuchdb: state error');
 like($nodb->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
