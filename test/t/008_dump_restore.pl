@@ -202,7 +202,7 @@ $before->stop;
 
 # (ii) During: clients take IDs in snowflake.database through the restore.
 my $during = fresh_node3('during_load');
-on($during, 'postgres', 'CREATE EXTENSION snowflake');
+on($during, 'postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($during);
 on($during, 'postgres', 'CREATE TABLE hammer (n bigserial, id bigint NOT NULL)');
 my $script = $during->basedir . '/hammer.sql';
@@ -233,7 +233,7 @@ $during->stop;
 
 # (iii) After the worker wrote its own mark for node 3.
 my $after = fresh_node3('after_own_mark');
-on($after, 'postgres', 'CREATE EXTENSION snowflake');
+on($after, 'postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($after);
 on($after, 'postgres', 'CREATE TABLE own AS SELECT snowflake_nextval() AS id FROM generate_series(1, 1000)');
 $after->poll_query_until('postgres', 'SELECT count(*) > 0 FROM snowflake_high_water WHERE node_id = 3')

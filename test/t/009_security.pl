@@ -109,7 +109,7 @@ sub start_load
 $node->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake SCHEMA public');
 wait_until_ready($node);
 query('postgres', 'CREATE DATABASE app');
-query('app', 'CREATE EXTENSION snowflake SCHEMA public; CREATE TABLE ids (id bigint NOT NULL, run int NOT NULL)');
+query('app', 'CREATE EXTENSION snowflake SCHEMA public; CREATE TABLE public.ids (id bigint NOT NULL, run int NOT NULL)');
 is(issue(1000), 0, 'IDs are issued');
 
 ###########################################################################
