@@ -8,6 +8,7 @@ OBJS = \
 	src/generator.o \
 	src/functions.o \
 	src/mark_store.o \
+	src/mark_file.o \
 	src/etcd_client.o \
 	src/node_lease.o \
 	src/worker.o
@@ -18,7 +19,7 @@ DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql snowflake--1.1--1.2.sql
 
 # pg_regress starts its own preloaded throwaway server (no installcheck
 # against a stranger's server is needed).
-REGRESS = layout functions errors status catalog search_path convert_column
+REGRESS = setup layout functions errors status catalog search_path convert_column
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)

@@ -32,9 +32,9 @@ psql_demo() {
 }
 
 psql_demo --echo-queries <<'SQL'
--- The background worker creates the extension in snowflake.database
--- (postgres) to hold the high-water mark; other databases run CREATE EXTENSION.
-CREATE EXTENSION IF NOT EXISTS snowflake;
+-- First in snowflake.database (postgres): its table holds the high-water
+-- marks.  Other databases then run the same.
+CREATE EXTENSION snowflake;
 
 -- A table keyed by snowflake IDs.
 CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT snowflake_nextval(), item text);

@@ -49,3 +49,13 @@ SHOW snowflake.etcd_password;
 SHOW snowflake.etcd_username;
 RESET ROLE;
 DROP ROLE snowflake_catalog_reader;
+
+-- Marks written by others take effect at once: the trigger is there, and
+-- nobody but a superuser may attach its function to another table.
+SELECT tgname, tgenabled FROM pg_trigger
+WHERE tgrelid = 'snowflake_high_water'::regclass AND NOT tgisinternal;
+SELECT has_function_privilege('public', 'snowflake_high_water_honour()', 'EXECUTE')
+	AS public_may_execute;
+-- Several rows per node id may exist (a restore adds one): no primary key.
+SELECT count(*) AS unique_indexes FROM pg_index
+WHERE indrelid = 'snowflake_high_water'::regclass AND indisunique;

@@ -1,5 +1,5 @@
 --
--- snowflake_status(): one row, every column of SPEC section 6, readable by
+-- snowflake_status(): one row, every column the README lists, readable by
 -- everyone, and counters that follow what was issued.
 --
 SELECT node_id, node_source, state, lease_id, lease_expires_at,

@@ -56,7 +56,15 @@ static bool etcd_body_too_large = false;
 /* The call being made, for messages. */
 static const char *etcd_call_path = NULL;
 
+/*
+ * cluster_id from the header of the last answer: it changes when etcd's
+ * data is wiped or restored from a snapshot (a new cluster), which is how a
+ * mark written before such a loss is told from one written since.
+ */
+static char etcd_last_cluster_id[32] = "";
+
 static void etcd_authenticate(void);
+static void etcd_note_cluster_id(JsonbContainer *answer);
 static bool etcd_unavailable(JsonbContainer *answer);
 static JsonbValue *etcd_field(JsonbContainer *object, const char *name);
 static char *etcd_error_in(JsonbContainer *answer, long status);
@@ -333,6 +341,7 @@ etcd_call(const char *path, const char *body, long *status)
 		}
 		pg_atomic_write_u64(&snowflake_shared->etcd_latency_us,
 							Max(shared_state_monotonic_micros() - started, 1));
+		etcd_note_cluster_id(answer);
 		return answer;
 	}
 
@@ -821,4 +830,37 @@ etcd_list_keys(const char *prefix)
 		keys = lappend(keys, kv);
 	}
 	return keys;
+}
+
+/*
+ * Remember header.cluster_id of an answer, a decimal uint64 sent as a
+ * string.  Anything else leaves the last one in place: it is used only to
+ * recognise marks, and an unknown id makes them unproven, never trusted.
+ */
+static void
+etcd_note_cluster_id(JsonbContainer *answer)
+{
+	JsonbValue *header = etcd_field(answer, "header");
+	JsonbValue *id;
+	int			i;
+
+	if (header == NULL || header->type != jbvBinary ||
+		!JsonContainerIsObject(header->val.binary.data))
+		return;
+	id = etcd_field(header->val.binary.data, "cluster_id");
+	if (id == NULL || id->type != jbvString || id->val.string.len == 0 ||
+		id->val.string.len >= (int) sizeof(etcd_last_cluster_id))
+		return;
+	for (i = 0; i < id->val.string.len; i++)
+		if (id->val.string.val[i] < '0' || id->val.string.val[i] > '9')
+			return;
+	memcpy(etcd_last_cluster_id, id->val.string.val, id->val.string.len);
+	etcd_last_cluster_id[id->val.string.len] = '\0';
+}
+
+/* The cluster_id etcd last answered with; "" before any answer. */
+const char *
+etcd_cluster_id(void)
+{
+	return etcd_last_cluster_id;
 }

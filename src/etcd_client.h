@@ -40,5 +40,6 @@ extern EtcdGuardedResult etcd_guarded_put(const char *guard_key, int64 guard_lea
 extern bool etcd_guarded_delete(const char *key, int64 lease_id);
 extern List *etcd_list_keys(const char *prefix);
 extern char *etcd_printable(const char *text, int max_len);
+extern const char *etcd_cluster_id(void);
 
 #endif							/* SNOWFLAKE_ETCD_CLIENT_H */

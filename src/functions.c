@@ -14,6 +14,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -22,6 +24,7 @@
 
 #include "generator.h"
 #include "layout.h"
+#include "mark_store.h"
 #include "settings.h"
 #include "shared_state.h"
 
@@ -309,6 +312,7 @@ functions_state_name(SnowflakePhase phase)
 			return "fenced";
 		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
 		case SNOWFLAKE_PHASE_EPOCH_CHANGED:
+		case SNOWFLAKE_PHASE_MARKS_UNAVAILABLE:
 			return "error";
 	}
 	return "error";
@@ -355,6 +359,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	uint32		node;
 	int64		lease_id;
 	TimestampTz lease_expires_at;
+	bool		state_error = false;
+	int64		shown_millis;
 
 	if (shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
@@ -376,9 +382,25 @@ snowflake_status(PG_FUNCTION_ARGS)
 	node = pg_atomic_read_u32(&shared->current_node);
 	lease_id = shared_state_get_lease(&lease_expires_at);
 
-	/* Backends stop at the fence by themselves, before the worker notices. */
-	if (phase == SNOWFLAKE_PHASE_READY && shared_state_fenced(&shared->fence_deadline))
-		phase = SNOWFLAKE_PHASE_FENCED;
+	/*
+	 * The phase is the worker's word; what a caller of snowflake_nextval()
+	 * meets now can be worse: backends stop at the fence by themselves,
+	 * before the worker notices; a closed generator waits for the worker;
+	 * and a reservation that ran out while the worker cannot write a new one
+	 * makes callers time out.  Never say ready then.
+	 */
+	if (phase == SNOWFLAKE_PHASE_READY)
+	{
+		int64		now = generator_clock_millis();
+
+		if (shared_state_fenced(&shared->fence_deadline))
+			phase = SNOWFLAKE_PHASE_FENCED;
+		else if (pg_atomic_read_u64(&shared->last_id) & SNOWFLAKE_CLOSED_BIT)
+			phase = SNOWFLAKE_PHASE_STARTING;
+		else if (pg_atomic_read_u32(&shared->reservation_failing) &&
+				 now > (int64) pg_atomic_read_u64(&shared->reserved_until))
+			state_error = true;
+	}
 
 	if (node != SNOWFLAKE_NO_NODE)
 	{
@@ -419,12 +441,21 @@ snowflake_status(PG_FUNCTION_ARGS)
 	values[STATUS_NODE_SOURCE] =
 		CStringGetTextDatum(settings_node_source_name(snowflake_node_source));
 	nulls[STATUS_NODE_SOURCE] = false;
-	values[STATUS_STATE] = CStringGetTextDatum(functions_state_name(phase));
+	values[STATUS_STATE] = CStringGetTextDatum(state_error ? "error" :
+											   functions_state_name(phase));
 	nulls[STATUS_STATE] = false;
-	if (ids_generated > 0)
+	/*
+	 * The worker reopens the generator with a floor in last_id (the mark,
+	 * perhaps ahead of the clock) that no ID carries: until an ID follows,
+	 * show the last timestamp issued before.
+	 */
+	shown_millis = (uint64) last_id == pg_atomic_read_u64(&shared->placeholder_id) ?
+		(int64) pg_atomic_read_u64(&shared->previous_last_millis) :
+		snowflake_millis(last_id);
+	if (ids_generated > 0 && shown_millis > 0)
 	{
 		values[STATUS_LAST_TIMESTAMP] =
-			TimestampTzGetDatum(snowflake_epoch + snowflake_millis(last_id) * 1000);
+			TimestampTzGetDatum(snowflake_epoch + shown_millis * 1000);
 		nulls[STATUS_LAST_TIMESTAMP] = false;
 	}
 	values[STATUS_IDS_GENERATED] = Int64GetDatum((int64) ids_generated);
@@ -442,4 +473,59 @@ snowflake_status(PG_FUNCTION_ARGS)
 	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * Trigger of snowflake_high_water: a mark written by anyone but the worker
+ * (pg_restore's COPY, a superuser's INSERT) must hold this server's IDs
+ * above it before the next one is issued, not only from the worker's next
+ * read.  Rows of other tables, other databases and the worker's own writes
+ * change nothing.
+ */
+PG_FUNCTION_INFO_V1(snowflake_high_water_honour);
+Datum
+snowflake_high_water_honour(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigger;
+	HeapTuple	row;
+	TupleDesc	tupdesc;
+	bool		node_null;
+	bool		epoch_null;
+	bool		mark_null;
+	Datum		node;
+	Datum		epoch;
+	Datum		mark;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				errmsg("snowflake_high_water_honour() can only be called as a trigger"));
+	trigger = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) ||
+		!TRIGGER_FIRED_AFTER(trigger->tg_event))
+		ereport(ERROR,
+				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				errmsg("snowflake_high_water_honour() must be an AFTER ... FOR EACH ROW trigger"));
+
+	if (snowflake_shared == NULL || snowflake_in_worker ||
+		!mark_store_is_mark_table(RelationGetRelid(trigger->tg_relation)))
+		return PointerGetDatum(NULL);
+
+	row = TRIGGER_FIRED_BY_UPDATE(trigger->tg_event) ?
+		trigger->tg_newtuple : trigger->tg_trigtuple;
+	tupdesc = RelationGetDescr(trigger->tg_relation);
+	node = heap_getattr(row, SPI_fnumber(tupdesc, "node_id"), tupdesc, &node_null);
+	epoch = heap_getattr(row, SPI_fnumber(tupdesc, "epoch"), tupdesc, &epoch_null);
+	mark = heap_getattr(row, SPI_fnumber(tupdesc, "high_water"), tupdesc, &mark_null);
+	if (node_null || epoch_null || mark_null)
+		return PointerGetDatum(NULL);
+
+	if (DatumGetTimestampTz(epoch) != snowflake_epoch)
+		shared_state_honour_mark(DatumGetInt32(node), false, 0);
+	else if (!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(mark)))
+		shared_state_honour_mark(DatumGetInt32(node), true,
+								 (DatumGetTimestampTz(mark) - snowflake_epoch + 999) / 1000);
+	else
+		shared_state_honour_mark(DatumGetInt32(node), true, SNOWFLAKE_MAX_MILLIS);
+	return PointerGetDatum(NULL);
 }

@@ -7,8 +7,9 @@
  * generator_take() reads the shared last ID, reads the clock, and moves the
  * last ID forward with one compare-and-swap: to the clock's millisecond with
  * sequence 0 when the clock is ahead, otherwise by the number of IDs taken
- * within the same millisecond.  No lock, no allocation, no system call but
- * the clock read.  When a millisecond is full it waits for the next one
+ * within the same millisecond.  No lock, no allocation; the only system
+ * calls are the clock read and, in etcd mode, a monotonic clock read for
+ * the fence whenever a new millisecond starts.  When a millisecond is full it waits for the next one
  * (briefly sleeping, then spinning the last microseconds), so an ID's
  * timestamp is never ahead of the clock.  A clock that stepped back is
  * ridden out from the last millisecond while its sequence lasts, then waited
@@ -136,6 +137,9 @@ generator_wait_for_worker(int64 *wait_started, const char *what)
 static void
 generator_wait_until_ready(int64 *wait_started)
 {
+	uint32		marks_checks = 0;
+	bool		asked_worker = false;
+
 	if (snowflake_shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
 										  "in postgresql.conf, set snowflake.node_id, "
@@ -207,11 +211,42 @@ generator_wait_until_ready(int64 *wait_started)
 				generator_wait_for_worker(wait_started,
 										  "a node id lease from etcd");
 				break;
+			case SNOWFLAKE_PHASE_MARKS_UNAVAILABLE:
+
+				/*
+				 * The worker may not have looked since the cause went away
+				 * (CREATE EXTENSION a moment ago): ask it to look again now,
+				 * and refuse only if it still finds no safe home.
+				 */
+				if (!asked_worker)
+				{
+					marks_checks = pg_atomic_read_u32(&snowflake_shared->marks_checks);
+					shared_state_wake_worker();
+					asked_worker = true;
+				}
+				if (pg_atomic_read_u32(&snowflake_shared->marks_checks) == marks_checks)
+				{
+					generator_wait_for_worker(wait_started,
+											  "the snowflake worker to find its high-water table");
+					break;
+				}
+				{
+					char		refusal[SNOWFLAKE_LAST_ERROR_LEN];
+					char		hint[SNOWFLAKE_LAST_ERROR_LEN];
+
+					shared_state_get_refusal(refusal, hint);
+					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+								   refusal,
+								   "No ID is issued until the high-water marks have a home "
+								   "that only superusers can change.",
+								   hint);
+				}
 			case SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE:
 				{
 					char		problem[SNOWFLAKE_LAST_ERROR_LEN];
+					char		unused_hint[SNOWFLAKE_LAST_ERROR_LEN];
 
-					shared_state_get_node_problem(problem);
+					shared_state_get_refusal(problem, unused_hint);
 					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 								   problem,
 								   "No ID is issued without a node id of its own. The "
@@ -363,24 +398,26 @@ generator_take(int wanted, int *taken)
 		if (unlikely(now_micros < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
 			generator_report_clock_out_of_range(now_micros);
 
-		/*
-		 * etcd mode: once the node id's lease may have expired another server
-		 * may hold it, so nothing more is issued under it until the worker has
-		 * a live lease again.  Checked here, by every backend, so that a
-		 * stalled worker cannot extend the lease's life.
-		 */
-		if (unlikely(shared_state_fenced(&shared->fence_deadline)))
-		{
-			shared_state_wake_worker();
-			generator_wait_for_worker(&wait_started, "a node id lease from etcd");
-			generator_wait_until_ready(&wait_started);
-			last_id = pg_atomic_read_u64(&shared->last_id);
-			pg_read_barrier();
-			continue;
-		}
-
 		if (likely(now_millis > last_millis))
 		{
+			/*
+			 * etcd mode: once the node id's lease may have expired another
+			 * server may hold it, so nothing more is issued under it until the
+			 * worker has a live lease again.  Checked by every backend, so
+			 * that a stalled worker cannot extend the lease's life; and only
+			 * when a new millisecond starts, like the reservation, which
+			 * keeps the second clock read off the path of IDs within one
+			 * millisecond.  The fence's margin is far larger than that.
+			 */
+			if (unlikely(shared_state_fenced(&shared->fence_deadline)))
+			{
+				shared_state_wake_worker();
+				generator_wait_for_worker(&wait_started, "a node id lease from etcd");
+				generator_wait_until_ready(&wait_started);
+				last_id = pg_atomic_read_u64(&shared->last_id);
+				pg_read_barrier();
+				continue;
+			}
 			if (unlikely(now_millis >
 						 (int64) pg_atomic_read_u64(&shared->reserved_until)))
 			{

@@ -4,24 +4,46 @@
  *	  Reads and writes the high-water marks in the extension's table, over
  *	  SPI, for the background worker.
  *
- * The table is <extension schema>.snowflake_high_water, one row per node id:
- * the epoch the mark was written under and the mark itself, an absolute
- * timestamp at or above every timestamp the node has put in an ID.  Each
- * call is one transaction of its own.  If the extension does not exist in
- * snowflake.database yet, it is created there first (and the log says so),
- * so that the mark has a home before the first ID.  Callers run in the
- * worker and catch errors.
+ * The table is <extension schema>.snowflake_high_water in
+ * snowflake.database: per node id, the epoch a mark was written under and
+ * the mark itself, an absolute timestamp at or above every timestamp the
+ * node has put in an ID.  A node may have several rows (a restore adds
+ * one): its mark is the highest, and every write merges them into one.
+ *
+ * The worker runs as a superuser, so nothing a non-superuser controls may
+ * steer it.  Before each transaction this file checks, from the catalogs
+ * and not by SQL, that the database, the extension's schema and the table
+ * belong to superusers; if not, it touches nothing and says why.  Every
+ * operator and function in its SQL is schema-qualified (the worker also
+ * pins its own search_path).  The extension is never created here: a plain
+ * CREATE EXTENSION must work in every database, this one included.  Each
+ * call is one transaction of its own; callers run in the worker and catch
+ * errors.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "layout.h"
@@ -47,69 +69,178 @@ mark_store_commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* The table's qualified name, creating the extension if it is missing. */
-static char *
-mark_store_table(void)
+/* The schema of an extension (PostgreSQL 15 keeps its own lookup private). */
+static Oid
+mark_store_extension_schema(Oid extension)
 {
-	const char *find_schema =
-		"SELECT pg_catalog.quote_ident(n.nspname) "
-		"FROM pg_catalog.pg_extension e "
-		"JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
-		"WHERE e.extname = 'snowflake'";
-	bool		isnull;
+	Relation	catalog;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			schema = InvalidOid;
 
-	if (SPI_execute(find_schema, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up extension snowflake");
-	if (SPI_processed == 0)
-	{
-		if (SPI_execute("CREATE EXTENSION IF NOT EXISTS snowflake", false, 0) !=
-			SPI_OK_UTILITY)
-			elog(ERROR, "could not create extension snowflake");
-		ereport(LOG,
-				errmsg("snowflake created extension \"snowflake\" in database \"%s\" "
-					   "to hold the high-water mark",
-					   snowflake_database));
-		CommandCounterIncrement();
-		if (SPI_execute(find_schema, false, 1) != SPI_OK_SELECT || SPI_processed == 0)
-			elog(ERROR, "could not look up extension snowflake");
-	}
-	return psprintf("%s.snowflake_high_water",
-					TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc,
-													  1, &isnull)));
+	catalog = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extension));
+	scan = systable_beginscan(catalog, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+	return schema;
+}
+
+static char *
+mark_store_role_name(Oid role)
+{
+	char	   *name = GetUserNameFromId(role, true);
+
+	return name ? name : psprintf("%u", role);
 }
 
 /*
- * Make sure the table exists (creating the extension if need be) before the
- * worker has a node id, so that snowflake_status() can say why there is none.
+ * The qualified name of the mark table, or NULL with *refusal filled in
+ * when the marks have no home a non-superuser cannot touch.
  */
-void
-mark_store_prepare(void *unused)
+static char *
+mark_store_locate(MarkStoreRefusal *refusal)
 {
-	mark_store_begin("snowflake: preparing the high-water table");
-	(void) mark_store_table();
-	mark_store_commit();
+	HeapTuple	tuple;
+	Oid			database_owner;
+	Oid			extension;
+	Oid			schema;
+	Oid			schema_owner;
+	Oid			table;
+	char	   *schema_name;
+
+	refusal->message = NULL;
+	refusal->hint = NULL;
+
+	tuple = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for database %u", MyDatabaseId);
+	database_owner = ((Form_pg_database) GETSTRUCT(tuple))->datdba;
+	ReleaseSysCache(tuple);
+	if (!superuser_arg(database_owner))
+	{
+		refusal->message = psprintf("database \"%s\" (snowflake.database) is owned by role "
+									"\"%s\", who is not a superuser",
+									snowflake_database, mark_store_role_name(database_owner));
+		refusal->hint = psprintf("The owner of the database that holds the high-water marks "
+								 "could remove them. Give it to a superuser: ALTER DATABASE %s "
+								 "OWNER TO %s;",
+								 quote_identifier(snowflake_database),
+								 quote_identifier(mark_store_role_name(BOOTSTRAP_SUPERUSERID)));
+		return NULL;
+	}
+
+	extension = get_extension_oid("snowflake", true);
+	if (!OidIsValid(extension))
+	{
+		refusal->message = psprintf("the snowflake extension is not installed in database "
+									"\"%s\" (snowflake.database)", snowflake_database);
+		refusal->hint = psprintf("Run CREATE EXTENSION snowflake in database \"%s\": its "
+								 "table holds the high-water marks.", snowflake_database);
+		return NULL;
+	}
+
+	schema = mark_store_extension_schema(extension);
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(schema));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for schema %u", schema);
+	schema_owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	schema_name = pstrdup(NameStr(((Form_pg_namespace) GETSTRUCT(tuple))->nspname));
+	ReleaseSysCache(tuple);
+	/* pg_database_owner stands for the database's owner, a superuser here. */
+	if (schema_owner != ROLE_PG_DATABASE_OWNER && !superuser_arg(schema_owner))
+	{
+		refusal->message = psprintf("schema \"%s\" of the snowflake extension in database \"%s\" "
+									"is owned by role \"%s\", who is not a superuser",
+									schema_name, snowflake_database,
+									mark_store_role_name(schema_owner));
+		refusal->hint = psprintf("Its owner could drop the high-water marks. Give the schema "
+								 "to a superuser: ALTER SCHEMA %s OWNER TO %s;",
+								 quote_identifier(schema_name),
+								 quote_identifier(mark_store_role_name(BOOTSTRAP_SUPERUSERID)));
+		return NULL;
+	}
+
+	table = get_relname_relid("snowflake_high_water", schema);
+	if (!OidIsValid(table) || get_rel_relkind(table) != RELKIND_RELATION)
+	{
+		refusal->message = psprintf("table %s.snowflake_high_water of the snowflake extension "
+									"is missing in database \"%s\"",
+									quote_identifier(schema_name), snowflake_database);
+		refusal->hint = psprintf("Reinstall the extension in database \"%s\": DROP EXTENSION "
+								 "snowflake; CREATE EXTENSION snowflake;", snowflake_database);
+		return NULL;
+	}
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(table));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", table);
+	if (!superuser_arg(((Form_pg_class) GETSTRUCT(tuple))->relowner))
+	{
+		Oid			owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+
+		ReleaseSysCache(tuple);
+		refusal->message = psprintf("table %s.snowflake_high_water in database \"%s\" is owned "
+									"by role \"%s\", who is not a superuser",
+									quote_identifier(schema_name), snowflake_database,
+									mark_store_role_name(owner));
+		refusal->hint = psprintf("Give it back to a superuser: ALTER TABLE "
+								 "%s.snowflake_high_water OWNER TO %s;",
+								 quote_identifier(schema_name),
+								 quote_identifier(mark_store_role_name(BOOTSTRAP_SUPERUSERID)));
+		return NULL;
+	}
+	ReleaseSysCache(tuple);
+
+	return psprintf("%s.snowflake_high_water", quote_identifier(schema_name));
+}
+
+/* A timestamp of the table in ms since the epoch, rounded up. */
+static int64
+mark_store_millis(TimestampTz mark, int node, const char *table)
+{
+	/* A restored or edited row may hold anything: it must fit the layout. */
+	if (TIMESTAMP_NOT_FINITE(mark) ||
+		mark > snowflake_epoch + SNOWFLAKE_MAX_MILLIS * 1000)
+		ereport(ERROR,
+				errcode(ERRCODE_DATA_CORRUPTED),
+				errmsg("the high-water mark of node %d in %s is %s, beyond the range "
+					   "of IDs of snowflake.epoch",
+					   node, table, timestamptz_to_str(mark)),
+				errhint("Correct or delete that row."));
+	/* Round up: the mark must stay at or above what it covered. */
+	return Max((mark - snowflake_epoch + 999) / 1000, 0);
 }
 
 void
 mark_store_read(void *read)
 {
 	MarkStoreRead *result = (MarkStoreRead *) read;
-	int			node = result->node;
 	char	   *table;
 	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
+	Datum		mark;
 
 	result->found = false;
 	result->epoch_changed = false;
 	mark_store_begin("snowflake: reading the high-water mark");
-	table = mark_store_table();
+	table = mark_store_locate(&result->refusal);
+	if (table == NULL)
+	{
+		mark_store_commit();
+		return;
+	}
 
-	values[0] = Int32GetDatum(node);
+	values[0] = Int32GetDatum(result->node);
 	values[1] = TimestampTzGetDatum(snowflake_epoch);
 
-	if (SPI_execute_with_args(psprintf("SELECT epoch FROM %s WHERE epoch <> $1 LIMIT 1",
+	if (SPI_execute_with_args(psprintf("SELECT epoch FROM %s "
+									   "WHERE epoch OPERATOR(pg_catalog.<>) $1 LIMIT 1",
 									   table),
 							  1, &types[1], &values[1], NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read %s", table);
@@ -121,57 +252,84 @@ mark_store_read(void *read)
 																1, &isnull));
 	}
 
-	if (SPI_execute_with_args(psprintf("SELECT high_water FROM %s WHERE node_id = $1",
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.max(high_water) FROM %s "
+									   "WHERE node_id OPERATOR(pg_catalog.=) $1",
 									   table),
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
 		elog(ERROR, "could not read %s", table);
-	if (SPI_processed > 0)
+	mark = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
 	{
-		TimestampTz mark = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-															 SPI_tuptable->tupdesc,
-															 1, &isnull));
-
-		/* A restored or edited row may hold anything: it must fit the layout. */
-		if (TIMESTAMP_NOT_FINITE(mark) ||
-			mark > snowflake_epoch + SNOWFLAKE_MAX_MILLIS * 1000)
-			ereport(ERROR,
-					errcode(ERRCODE_DATA_CORRUPTED),
-					errmsg("the high-water mark of node %d in %s is %s, beyond the range "
-						   "of IDs of snowflake.epoch",
-						   result->node, table, timestamptz_to_str(mark)),
-					errhint("Correct or delete that row."));
 		result->found = true;
-		/* Round up: the mark must stay at or above what it covered. */
-		result->mark_millis = Max((mark - snowflake_epoch + 999) / 1000, 0);
+		result->mark_millis = mark_store_millis(DatumGetTimestampTz(mark),
+												result->node, table);
 	}
 	mark_store_commit();
 }
 
 /*
- * Record the node's mark.  Returns only once it is committed (the worker
- * runs with synchronous_commit on).
+ * Record the node's mark (see MarkStoreWrite).  Returns only once it is
+ * committed (the worker runs with synchronous_commit on).
  */
 void
 mark_store_write(void *write)
 {
-	int			node = ((MarkStoreWrite *) write)->node;
-	int64		mark_millis = ((MarkStoreWrite *) write)->mark_millis;
+	MarkStoreWrite *request = (MarkStoreWrite *) write;
 	char	   *table;
-	Oid			types[3] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[3];
+	Oid			types[4] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	bool		isnull;
 
 	mark_store_begin("snowflake: reserving the high-water mark");
-	table = mark_store_table();
-	values[0] = Int32GetDatum(node);
+	table = mark_store_locate(&request->refusal);
+	if (table == NULL)
+	{
+		mark_store_commit();
+		return;
+	}
+	values[0] = Int32GetDatum(request->node);
 	values[1] = TimestampTzGetDatum(snowflake_epoch);
-	values[2] = TimestampTzGetDatum(snowflake_epoch + mark_millis * 1000);
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s AS m (node_id, epoch, high_water) "
-									   "VALUES ($1, $2, $3) ON CONFLICT (node_id) DO UPDATE "
-									   "SET epoch = excluded.epoch, "
-									   "high_water = excluded.high_water, "
-									   "updated_at = pg_catalog.now()",
-									   table),
-							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	values[2] = TimestampTzGetDatum(snowflake_epoch + request->mark_millis * 1000);
+	values[3] = TimestampTzGetDatum(snowflake_epoch + request->keep_above * 1000);
+	if (SPI_execute_with_args(psprintf("WITH merged AS ("
+									   " DELETE FROM %s"
+									   " WHERE node_id OPERATOR(pg_catalog.=) $1"
+									   " AND epoch OPERATOR(pg_catalog.=) $2"
+									   " RETURNING high_water) "
+									   "INSERT INTO %s (node_id, epoch, high_water) "
+									   "SELECT $1, $2, pg_catalog.max(candidate) FROM ("
+									   " SELECT $3 AS candidate"
+									   " UNION ALL SELECT high_water FROM merged"
+									   " WHERE high_water OPERATOR(pg_catalog.>) $4) AS c "
+									   "RETURNING high_water",
+									   table, table),
+							  4, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
 		elog(ERROR, "could not write %s", table);
+	request->merged_millis =
+		mark_store_millis(DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc,
+															1, &isnull)),
+						  request->node, table);
 	mark_store_commit();
+}
+
+/*
+ * Whether relid is the mark table of the extension in snowflake.database,
+ * for the trigger that honours marks written by others: the same table in
+ * any other database holds nothing this server reads.
+ */
+bool
+mark_store_is_mark_table(Oid relid)
+{
+	char	   *database = get_database_name(MyDatabaseId);
+	Oid			extension;
+
+	if (database == NULL || strcmp(database, snowflake_database) != 0)
+		return false;
+	extension = get_extension_oid("snowflake", true);
+	return OidIsValid(extension) &&
+		get_relname_relid("snowflake_high_water",
+						  mark_store_extension_schema(extension)) == relid;
 }

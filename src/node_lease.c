@@ -6,20 +6,28 @@
  *
  * The worker grants a lease of snowflake.etcd_lease_ttl and claims a node id
  * by creating <prefix>/nodes/<N> attached to it, only if the key does not
- * exist.  Whoever holds that key may issue IDs under N.  Every keep-alive
- * moves the fence (shared fence_deadline) to when the lease may expire, as
- * seen from this machine's monotonic clock: the time the keep-alive was
- * sent, plus the TTL etcd granted, minus a fifth of it for safety.  Backends
- * check the fence themselves, so a worker that is stopped, slow or cut off
- * from etcd cannot stretch the life of a node id beyond its lease.
+ * exist.  Whoever holds that key may issue IDs under N.  A keep-alive proves
+ * only that the lease lives, not that the key is still ours (etcd may have
+ * lost it: keys deleted by hand, data wiped, a snapshot restored), so every
+ * round, every TTL/4, renews the lease and then reads the key back.  Only
+ * when both succeed does the fence (shared fence_deadline) move, to when
+ * the lease may expire as seen from this machine's monotonic clock: the time
+ * the keep-alive was sent plus the TTL etcd granted, minus a tenth for
+ * safety.  Backends check the fence themselves, so a worker that is
+ * stopped, slow or cut off from etcd cannot stretch the life of a node id
+ * beyond its lease, and a holder whose key vanished stops within one round.
  *
  * <prefix>/marks/<N> (no lease, so it outlives every holder) keeps N's
- * high-water mark in milliseconds since the Unix epoch.  It is raised, by
- * compare-and-swap on its revision, before the generator may issue up to
- * it: whoever claims N next, on any machine, starts above it.  Every write
- * is guarded by <prefix>/nodes/<N> still being attached to our lease, so
- * only the holder of N ever writes N's mark.  The one time it comes down is
- * a clean shutdown, to the exact last issued millisecond.
+ * high-water mark: milliseconds since the Unix epoch, and etcd's cluster_id
+ * when it was written.  It is raised, by compare-and-swap on its revision,
+ * before the generator may issue up to it: whoever claims N next, on any
+ * machine, starts above it.  Every write is guarded by <prefix>/nodes/<N>
+ * still being attached to our lease, so only the holder of N ever writes
+ * N's mark.  The one time it comes down is a clean shutdown, to the exact
+ * last issued millisecond.  A mark that is missing, or was written under
+ * another cluster_id (before etcd lost its data), proves nothing about who
+ * held N last: the worker then waits out the longest time an unknown holder
+ * could still be issuing (node_lease_fence_window_ms) before its first ID.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +55,10 @@ static int64 node_lease_id = 0;
 static int64 node_lease_stale_id = 0;	/* lost; revoked before the next grant */
 static uint64 node_lease_keepalive_due = 0; /* monotonic us */
 static int	node_lease_ttl = 0;
+
+/* The node id held under the lease, -1 for none, and when it was claimed. */
+static int	node_lease_node = -1;
+static uint64 node_lease_claimed_at = 0;	/* monotonic us */
 
 /* The last mark of a node this server wrote or read, for compare-and-swap. */
 static int	node_mark_cached_node = -1;
@@ -100,8 +112,8 @@ node_lease_extend(uint64 sent_at, TimestampTz sent_wall, int ttl)
 
 	node_lease_ttl = ttl;
 	pg_atomic_write_u64(&snowflake_shared->fence_deadline,
-						sent_at + ttl_us - ttl_us / 5);
-	node_lease_keepalive_due = sent_at + ttl_us / 3;
+						sent_at + ttl_us - ttl_us / 10);
+	node_lease_keepalive_due = sent_at + ttl_us / 4;
 	shared_state_set_lease(node_lease_id, sent_wall + (int64) ttl_us);
 }
 
@@ -122,6 +134,7 @@ node_lease_lost(void)
 	if (node_lease_id != 0)
 		node_lease_stale_id = node_lease_id;
 	node_lease_id = 0;
+	node_lease_node = -1;
 	shared_state_set_lease(0, 0);
 }
 
@@ -136,9 +149,31 @@ node_lease_forget(int64 lease_id)
 void
 node_lease_keepalive_failed(void)
 {
-	/* Try again soon: the fence leaves four more tries of this spacing. */
+	/*
+	 * Try again soon: from a round due at TTL/4, the fence (at TTL - TTL/10)
+	 * leaves room for several more tries of this spacing.
+	 */
 	node_lease_keepalive_due = shared_state_monotonic_micros() +
 		(uint64) node_lease_ttl * USECS_PER_SEC / 15;
+}
+
+/*
+ * The longest a holder of a node id may go on issuing after its last proof
+ * that the key was its own: the fence's distance.  A claimer that cannot
+ * tell who held the node id before waits this long.
+ */
+int64
+node_lease_fence_window_ms(void)
+{
+	int64		ttl_ms = (int64) Max(node_lease_ttl, snowflake_etcd_lease_ttl) * 1000;
+
+	return ttl_ms - ttl_ms / 10;
+}
+
+uint64
+node_lease_claim_time(void)
+{
+	return node_lease_claimed_at;
 }
 
 int64
@@ -172,6 +207,11 @@ node_lease_grant(void *unused)
 	node_lease_extend(sent_at, sent_wall, granted);
 }
 
+/*
+ * One round of proof: the lease lives, and the node id's key is still
+ * attached to it.  *lost is set when either is not so; an error (etcd not
+ * answering) leaves the fence where it was.
+ */
 void
 node_lease_keepalive(void *lost)
 {
@@ -180,9 +220,28 @@ node_lease_keepalive(void *lost)
 	int			ttl = etcd_lease_keepalive(node_lease_id);
 
 	if (ttl == 0)
+	{
 		*(bool *) lost = true;
-	else
-		node_lease_extend(sent_at, sent_wall, ttl);
+		return;
+	}
+	if (node_lease_node >= 0)
+	{
+		EtcdKeyValue kv;
+
+		etcd_get(node_key(node_lease_node), &kv);
+		if (!kv.found || kv.lease != node_lease_id)
+		{
+			ereport(WARNING,
+					errmsg("the etcd key %s is gone or no longer attached to this "
+						   "server's lease", node_key(node_lease_node)),
+					errdetail("etcd lost the claim (keys deleted, data wiped or "
+							  "restored); no more IDs are issued under node id %d.",
+							  node_lease_node));
+			*(bool *) lost = true;
+			return;
+		}
+	}
+	node_lease_extend(sent_at, sent_wall, ttl);
 }
 
 void
@@ -216,6 +275,14 @@ node_of_key(const char *key)
 	return node <= SNOWFLAKE_MAX_NODE ? node : -1;
 }
 
+static void
+node_lease_hold(NodeClaim *claim, int node)
+{
+	claim->node = node;
+	node_lease_node = node;
+	node_lease_claimed_at = shared_state_monotonic_micros();
+}
+
 /*
  * Claim claim->wanted, or else the lowest free node id not skipped.  A key
  * already attached to our own lease is ours: an earlier claim whose answer
@@ -235,12 +302,13 @@ node_lease_claim(void *arg)
 
 	claim->node = -1;
 	claim->problem = NULL;
+	node_lease_node = -1;
 
 	if (claim->wanted >= 0)
 	{
 		if (etcd_create_if_absent(node_key(claim->wanted), value, node_lease_id, &holder) ||
 			(holder.found && holder.lease == node_lease_id))
-			claim->node = claim->wanted;
+			node_lease_hold(claim, claim->wanted);
 		else
 			claim->problem = psprintf("snowflake node id %d is held by another server: %s",
 									  claim->wanted,
@@ -259,7 +327,7 @@ node_lease_claim(void *arg)
 		/* Claimed by an earlier try whose answer was lost: it is ours. */
 		if (kv->lease == node_lease_id && claim->now_millis >= claim->skip_until[node])
 		{
-			claim->node = node;
+			node_lease_hold(claim, node);
 			return;
 		}
 		taken[node] = true;
@@ -278,7 +346,7 @@ node_lease_claim(void *arg)
 		if (etcd_create_if_absent(node_key(node), value, node_lease_id, &holder) ||
 			(holder.found && holder.lease == node_lease_id))
 		{
-			claim->node = node;
+			node_lease_hold(claim, node);
 			return;
 		}
 	}
@@ -302,24 +370,33 @@ node_lease_claim(void *arg)
 void
 node_lease_release(void *node)
 {
+	node_lease_node = -1;
 	(void) etcd_guarded_delete(node_key(*(int *) node), node_lease_id);
 }
 
-/* A mark as etcd holds it: decimal milliseconds since the Unix epoch. */
+/*
+ * A mark as etcd holds it: decimal milliseconds since the Unix epoch, then
+ * a space and the cluster_id it was written under (older marks have none).
+ * *proven says whether that is the cluster answering now.
+ */
 static int64
-node_lease_parse_mark(int node, const char *value)
+node_lease_parse_mark(int node, const char *value, bool *proven)
 {
 	const char *p;
+	const char *cluster = strchr(value, ' ');
+	size_t		digits = cluster ? (size_t) (cluster - value) : strlen(value);
 	int64		unix_millis = 0;
 
-	if (*value == '\0' || strlen(value) > 15)
+	if (digits == 0 || digits > 15)
 		goto bad;
-	for (p = value; *p; p++)
+	for (p = value; p < value + digits; p++)
 	{
 		if (*p < '0' || *p > '9')
 			goto bad;
 		unix_millis = unix_millis * 10 + (*p - '0');
 	}
+	*proven = cluster != NULL && etcd_cluster_id()[0] != '\0' &&
+		strcmp(cluster + 1, etcd_cluster_id()) == 0;
 	/* A mark past the layout's range would overflow into the node bits. */
 	if (unix_millis - node_lease_epoch_unix_millis() > SNOWFLAKE_MAX_MILLIS)
 		goto bad;
@@ -331,17 +408,21 @@ bad:
 			errcode(ERRCODE_DATA_CORRUPTED),
 			errmsg("the etcd key %s holds \"%s\", not a high-water mark of this epoch",
 				   mark_key(node), etcd_printable(value, 40)),
-			errhint("It must be milliseconds since 1970-01-01 UTC. Correct or delete it "
-					"with etcdctl once no server holds node id %d.", node));
+			errhint("It must be milliseconds since 1970-01-01 UTC, optionally followed by "
+					"a space and etcd's cluster id. Correct or delete it with etcdctl once "
+					"no server holds node id %d.", node));
 	pg_unreachable();
 }
 
-static void
+static bool
 node_lease_cache_mark(int node, const EtcdKeyValue *kv)
 {
+	bool		proven = false;
+
 	node_mark_cached_node = node;
 	node_mark_cached_revision = kv->found ? kv->mod_revision : 0;
-	node_mark_cached_millis = kv->found ? node_lease_parse_mark(node, kv->value) : 0;
+	node_mark_cached_millis = kv->found ? node_lease_parse_mark(node, kv->value, &proven) : 0;
+	return proven;
 }
 
 void
@@ -351,8 +432,15 @@ node_lease_read_mark(void *arg)
 	EtcdKeyValue kv;
 
 	etcd_get(mark_key(mark->node), &kv);
-	node_lease_cache_mark(mark->node, &kv);
+	mark->proven = node_lease_cache_mark(mark->node, &kv);
 	mark->millis = node_mark_cached_millis;
+}
+
+/* Whether node's mark in etcd, as last written or read, is at least millis. */
+bool
+node_lease_mark_covers(int node, int64 millis)
+{
+	return node_mark_cached_node == node && node_mark_cached_millis >= millis;
 }
 
 /*
@@ -367,7 +455,8 @@ node_lease_write_mark(int node, int64 millis)
 	EtcdKeyValue current;
 
 	switch (etcd_guarded_put(node_key(node), node_lease_id, mark_key(node),
-							 psprintf(INT64_FORMAT, millis + node_lease_epoch_unix_millis()),
+							 psprintf(INT64_FORMAT " %s", millis + node_lease_epoch_unix_millis(),
+									  etcd_cluster_id()),
 							 node_mark_cached_revision, &current))
 	{
 		case ETCD_WRITTEN:
@@ -375,7 +464,7 @@ node_lease_write_mark(int node, int64 millis)
 			node_mark_cached_millis = millis;
 			return true;
 		case ETCD_CHANGED:
-			node_lease_cache_mark(node, &current);
+			(void) node_lease_cache_mark(node, &current);
 			return false;
 		case ETCD_GUARD_LOST:
 			break;
@@ -401,7 +490,11 @@ node_lease_raise_mark(void *arg)
 	int			tries;
 
 	if (node_mark_cached_node != mark->node)
-		node_lease_read_mark(&(NodeMark) {.node = mark->node});
+	{
+		NodeMark	current = {.node = mark->node};
+
+		node_lease_read_mark(&current);
+	}
 
 	for (tries = 0; tries < NODE_LEASE_MARK_TRIES; tries++)
 	{

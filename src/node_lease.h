@@ -24,6 +24,7 @@ typedef struct NodeMark
 {
 	int			node;
 	int64		millis;			/* ms since snowflake.epoch; 0 for none */
+	bool		proven;			/* out of a read: written under this etcd cluster */
 } NodeMark;
 
 /* Steps for worker_run(): each raises an error on failure. */
@@ -41,5 +42,8 @@ extern void node_lease_lost(void);
 extern void node_lease_forget(int64 lease_id);
 extern void node_lease_keepalive_failed(void);
 extern int64 node_lease_ms_until_keepalive(void);
+extern int64 node_lease_fence_window_ms(void);
+extern uint64 node_lease_claim_time(void);
+extern bool node_lease_mark_covers(int node, int64 millis);
 
 #endif							/* SNOWFLAKE_NODE_LEASE_H */

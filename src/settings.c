@@ -46,12 +46,7 @@ char	   *snowflake_etcd_password = NULL;
 const char *snowflake_rejected_setting = NULL;
 
 static char *settings_epoch_text = NULL;
-
-static const struct config_enum_entry settings_node_source_options[] = {
-	{"guc", SNOWFLAKE_NODE_SOURCE_GUC, false},
-	{"etcd", SNOWFLAKE_NODE_SOURCE_ETCD, false},
-	{NULL, 0, false}
-};
+static char *settings_node_source_text = NULL;
 
 const char *
 settings_node_source_name(int source)
@@ -183,6 +178,55 @@ settings_assign_epoch(const char *newval, void *extra)
 }
 
 /*
+ * A string setting rather than an enum: PostgreSQL rejects an unknown enum
+ * value before any check hook of ours runs, and would quietly fall back to
+ * guc, issuing IDs under snowflake.node_id.  Here the check is ours, so a
+ * typo is noted and no ID is issued.
+ */
+static bool
+settings_check_node_source(char **newval, void **extra, GucSource source)
+{
+	int		   *parsed;
+	int			value;
+
+	if (*newval != NULL && pg_strcasecmp(*newval, "guc") == 0)
+		value = SNOWFLAKE_NODE_SOURCE_GUC;
+	else if (*newval != NULL && pg_strcasecmp(*newval, "etcd") == 0)
+		value = SNOWFLAKE_NODE_SOURCE_ETCD;
+	else
+	{
+		GUC_check_errdetail("snowflake.node_source must be \"guc\" or \"etcd\"; got \"%s\".",
+							*newval ? *newval : "");
+		settings_note_rejection("snowflake.node_source", source);
+		return false;
+	}
+
+	/* SHOW gives the canonical name, whatever the case typed. */
+	if (strcmp(*newval, settings_node_source_name(value)) != 0)
+	{
+		char	   *canonical = strdup(settings_node_source_name(value));
+
+		if (canonical == NULL)
+			return false;
+		free(*newval);
+		*newval = canonical;
+	}
+
+	parsed = malloc(sizeof(int));
+	if (parsed == NULL)
+		return false;
+	*parsed = value;
+	*extra = parsed;
+	return true;
+}
+
+static void
+settings_assign_node_source(const char *newval, void *extra)
+{
+	snowflake_node_source = *(int *) extra;
+}
+
+/*
  * Each endpoint must be an http:// or https:// URL with a host; anything
  * else would only fail later, in the worker, far from the setting's name.
  */
@@ -255,14 +299,14 @@ SettingsInit(void)
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 
-	DefineCustomEnumVariable("snowflake.node_source",
-							 "Where the node id comes from.",
-							 NULL,
-							 &snowflake_node_source,
-							 SNOWFLAKE_NODE_SOURCE_GUC,
-							 settings_node_source_options,
-							 PGC_POSTMASTER, 0,
-							 NULL, NULL, NULL);
+	DefineCustomStringVariable("snowflake.node_source",
+							   "Where the node id comes from: guc or etcd.",
+							   "guc: snowflake.node_id; etcd: leased from etcd.",
+							   &settings_node_source_text,
+							   "guc",
+							   PGC_POSTMASTER, 0,
+							   settings_check_node_source,
+							   settings_assign_node_source, NULL);
 
 	DefineCustomStringVariable("snowflake.epoch",
 							   "Start of the 41-bit millisecond clock of IDs.",

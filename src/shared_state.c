@@ -23,6 +23,7 @@
 #include "shared_state.h"
 
 SnowflakeShared *snowflake_shared = NULL;
+bool		snowflake_in_worker = false;
 
 static shmem_request_hook_type shared_state_prev_request_hook = NULL;
 static shmem_startup_hook_type shared_state_prev_startup_hook = NULL;
@@ -67,7 +68,7 @@ shared_state_startup(void)
 		 * starts a fresh millisecond.  Its sequence 0 is not an issued ID.
 		 */
 		pg_atomic_init_u64(&shared->last_id, snowflake_compose(0, node, 0));
-		shared->uncounted_ids = 1;
+		pg_atomic_init_u64(&shared->uncounted_ids, 1);
 		pg_atomic_init_u32(&shared->phase, shared_state_initial_phase());
 		pg_atomic_init_u64(&shared->reserved_until, 0);
 		pg_atomic_init_u64(&shared->high_water, 0);
@@ -86,12 +87,21 @@ shared_state_startup(void)
 						   snowflake_node_id >= 0 ?
 						   (uint32) snowflake_node_id : SNOWFLAKE_NO_NODE);
 		pg_atomic_init_u64(&shared->fence_deadline, SNOWFLAKE_NO_FENCE);
+		pg_atomic_init_u64(&shared->placeholder_id,
+						   (uint64) snowflake_compose(0, node, 0));
+		pg_atomic_init_u64(&shared->previous_last_millis, 0);
+		pg_atomic_init_u64(&shared->honour_floor, 0);
+		pg_atomic_init_u32(&shared->reopen_wanted, 0);
+		pg_atomic_init_u32(&shared->reservation_failing, 0);
+		pg_atomic_init_u32(&shared->connect_attempts, 0);
+		pg_atomic_init_u32(&shared->marks_checks, 0);
 		pg_atomic_init_u64(&shared->node_migrations, 0);
 		pg_atomic_init_u64(&shared->etcd_errors, 0);
 		pg_atomic_init_u64(&shared->etcd_latency_us, 0);
 		SpinLockInit(&shared->error_lock);
 		shared->last_error[0] = '\0';
-		shared->node_problem[0] = '\0';
+		shared->refusal[0] = '\0';
+		shared->refusal_hint[0] = '\0';
 		shared->lease_id = 0;
 		shared->lease_expires_at = 0;
 		if (snowflake_rejected_setting != NULL)
@@ -137,19 +147,22 @@ shared_state_get_last_error(char *buf)
 	SpinLockRelease(&snowflake_shared->error_lock);
 }
 
+/* Why the current phase refuses IDs, and what to do about it. */
 void
-shared_state_set_node_problem(const char *message)
+shared_state_set_refusal(const char *message, const char *hint)
 {
 	SpinLockAcquire(&snowflake_shared->error_lock);
-	strlcpy(snowflake_shared->node_problem, message, SNOWFLAKE_LAST_ERROR_LEN);
+	strlcpy(snowflake_shared->refusal, message, SNOWFLAKE_LAST_ERROR_LEN);
+	strlcpy(snowflake_shared->refusal_hint, hint ? hint : "", SNOWFLAKE_LAST_ERROR_LEN);
 	SpinLockRelease(&snowflake_shared->error_lock);
 }
 
 void
-shared_state_get_node_problem(char *buf)
+shared_state_get_refusal(char *message, char *hint)
 {
 	SpinLockAcquire(&snowflake_shared->error_lock);
-	memcpy(buf, snowflake_shared->node_problem, SNOWFLAKE_LAST_ERROR_LEN);
+	memcpy(message, snowflake_shared->refusal, SNOWFLAKE_LAST_ERROR_LEN);
+	memcpy(hint, snowflake_shared->refusal_hint, SNOWFLAKE_LAST_ERROR_LEN);
 	SpinLockRelease(&snowflake_shared->error_lock);
 }
 
@@ -236,6 +249,14 @@ shared_state_restart_above(int64 mark_millis, int node)
 			break;
 	}
 
+	/* What status shows as the last timestamp until a real ID follows. */
+	if ((old_id & ~SNOWFLAKE_CLOSED_BIT) !=
+		pg_atomic_read_u64(&shared->placeholder_id) &&
+		shared_state_ids_generated() > 0)
+		pg_atomic_write_u64(&shared->previous_last_millis,
+							(uint64) snowflake_millis((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)));
+	pg_atomic_write_u64(&shared->placeholder_id, new_id);
+
 	if (new_id != (old_id & ~SNOWFLAKE_CLOSED_BIT))
 	{
 		/*
@@ -244,7 +265,7 @@ shared_state_restart_above(int64 mark_millis, int node)
 		 */
 		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
 								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
-		shared->uncounted_ids += SNOWFLAKE_IDS_PER_MILLI;
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
 	}
 
 	/* Nothing above the floor until the worker commits a reservation. */
@@ -266,6 +287,76 @@ shared_state_close(SnowflakePhase phase)
 	(void) pg_atomic_fetch_or_u64(&snowflake_shared->last_id, SNOWFLAKE_CLOSED_BIT);
 	pg_atomic_write_u32(&snowflake_shared->current_node, SNOWFLAKE_NO_NODE);
 	shared_state_set_phase(phase);
+}
+
+/*
+ * A mark of node was written into the table by someone other than the
+ * worker (a restore, a superuser).  If it is above the last issued ID of
+ * the node this server serves, no further ID may fall at or below it: move
+ * last_id up to the mark at once, from this backend, with a compare-and-
+ * swap (every ID is above last_id, and the worker only ever moves it up, so
+ * this cannot be lost in a race with it), and close the generator so that
+ * the worker reopens it with the right phase (waiting for the clock, or
+ * clock_behind).  A mark of another epoch only closes it: the worker's
+ * read refuses it.  Raising a floor that is never committed (the restore
+ * rolls back) only costs a wait.  Returns whether the generator was closed.
+ */
+bool
+shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
+{
+	SnowflakeShared *shared = snowflake_shared;
+
+	if (same_epoch)
+	{
+		uint64		old_id = pg_atomic_read_u64(&shared->last_id);
+		uint64		seen;
+		uint64		new_id;
+
+		if ((uint32) node != pg_atomic_read_u32(&shared->current_node))
+			return false;
+		mark_millis = Min(mark_millis, SNOWFLAKE_MAX_MILLIS);
+		for (;;)
+		{
+			uint64		last_id = old_id & ~SNOWFLAKE_CLOSED_BIT;
+
+			if (mark_millis <= snowflake_millis((int64) last_id) ||
+				snowflake_node_of((int64) last_id) != node)
+				return false;
+			new_id = (uint64) snowflake_compose(mark_millis, node, SNOWFLAKE_MAX_SEQUENCE) |
+				SNOWFLAKE_CLOSED_BIT;
+			if (pg_atomic_compare_exchange_u64(&shared->last_id, &old_id, new_id))
+				break;
+		}
+		/* The old millisecond's IDs are done; the new sequence is no ID. */
+		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
+		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
+		if ((old_id & ~SNOWFLAKE_CLOSED_BIT) != pg_atomic_read_u64(&shared->placeholder_id))
+			pg_atomic_write_u64(&shared->previous_last_millis,
+								(uint64) snowflake_millis((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)));
+		pg_atomic_write_u64(&shared->placeholder_id, new_id & ~SNOWFLAKE_CLOSED_BIT);
+
+		seen = pg_atomic_read_u64(&shared->honour_floor);
+		while (seen < (uint64) mark_millis &&
+			   !pg_atomic_compare_exchange_u64(&shared->honour_floor, &seen,
+											   (uint64) mark_millis))
+			;
+	}
+	pg_atomic_write_u64(&shared->reserved_until, 0);
+	pg_memory_barrier();
+	(void) pg_atomic_fetch_or_u64(&shared->last_id, SNOWFLAKE_CLOSED_BIT);
+	pg_atomic_write_u32(&shared->reopen_wanted, 1);
+	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	shared_state_wake_worker();
+	return true;
+}
+
+/* The millisecond of last_id: at or above every ID issued so far. */
+int64
+shared_state_last_issued_millis(void)
+{
+	return snowflake_millis((int64) (pg_atomic_read_u64(&snowflake_shared->last_id) &
+									 ~SNOWFLAKE_CLOSED_BIT));
 }
 
 void
@@ -306,7 +397,7 @@ shared_state_ids_generated(void)
 	last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
 
 	return finished + snowflake_sequence_of((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT)) + 1 -
-		snowflake_shared->uncounted_ids;
+		pg_atomic_read_u64(&snowflake_shared->uncounted_ids);
 }
 
 /*

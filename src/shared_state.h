@@ -27,7 +27,8 @@ typedef enum SnowflakePhase
 	SNOWFLAKE_PHASE_SETTINGS_REJECTED,
 	SNOWFLAKE_PHASE_EPOCH_CHANGED,	/* marks were written under another epoch */
 	SNOWFLAKE_PHASE_FENCED,		/* etcd mode: no live lease on a node id */
-	SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE /* etcd: none free, or ours is held */
+	SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE,	/* etcd: none free, or ours is held */
+	SNOWFLAKE_PHASE_MARKS_UNAVAILABLE	/* no safe home for the marks (refusal) */
 } SnowflakePhase;
 
 /* current_node when the server holds no node id. */
@@ -76,7 +77,7 @@ typedef struct SnowflakeShared
 	 * that sum that belongs to the starting value of last_id, not to IDs.
 	 */
 	pg_atomic_uint64 ids_in_finished_millis;
-	uint64		uncounted_ids;
+	pg_atomic_uint64 uncounted_ids;
 
 	pg_atomic_uint64 sequence_exhaustions;
 	pg_atomic_uint64 clock_rollbacks;
@@ -94,14 +95,45 @@ typedef struct SnowflakeShared
 	 */
 	pg_atomic_uint64 fence_deadline;
 
+	/*
+	 * The value restart_above() put in last_id: a floor, not an issued ID.
+	 * While last_id still equals it, snowflake_status() shows the last
+	 * timestamp issued before, previous_last_millis (0: none).
+	 */
+	pg_atomic_uint64 placeholder_id;
+	pg_atomic_uint64 previous_last_millis;
+
+	/*
+	 * A mark written into the table by someone else than the worker (a
+	 * restore), which the generator must stay above: the trigger on the
+	 * table raises honour_floor (ms since the epoch), closes the generator
+	 * and sets reopen_wanted; the worker then reopens above it.
+	 */
+	pg_atomic_uint64 honour_floor;
+	pg_atomic_uint32 reopen_wanted;
+
+	/* Set while the worker's reservations fail, for an honest state. */
+	pg_atomic_uint32 reservation_failing;
+
+	/*
+	 * Worker starts that have not finished connecting to snowflake.database:
+	 * non-zero at a start means the last one died there (the database does
+	 * not exist), so the next one looks before it connects.
+	 */
+	pg_atomic_uint32 connect_attempts;
+
+	/* Counts the worker's looks at the home of the marks, for waiters. */
+	pg_atomic_uint32 marks_checks;
+
 	pg_atomic_uint64 node_migrations;
 	pg_atomic_uint64 etcd_errors;
 	pg_atomic_uint64 etcd_latency_us;	/* of the last successful request */
 
 	slock_t		error_lock;		/* protects the fields below */
 	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
-	/* Why there is no node id, for NODE_ID_UNAVAILABLE. */
-	char		node_problem[SNOWFLAKE_LAST_ERROR_LEN];
+	/* Why IDs are refused, for NODE_ID_UNAVAILABLE and MARKS_UNAVAILABLE. */
+	char		refusal[SNOWFLAKE_LAST_ERROR_LEN];
+	char		refusal_hint[SNOWFLAKE_LAST_ERROR_LEN];
 	int64		lease_id;		/* 0: none */
 	TimestampTz lease_expires_at;	/* estimate, by the wall clock */
 } SnowflakeShared;
@@ -133,18 +165,23 @@ shared_state_fenced(const pg_atomic_uint64 *fence_deadline)
 /* NULL when the library was not preloaded. */
 extern SnowflakeShared *snowflake_shared;
 
+/* True in the background worker process. */
+extern bool snowflake_in_worker;
+
 extern void SharedStateInit(void);
 extern void shared_state_report_not_preloaded(const char *hint) pg_attribute_noreturn();
 extern void shared_state_set_last_error(const char *message);
 extern void shared_state_get_last_error(char *buf);
-extern void shared_state_set_node_problem(const char *message);
-extern void shared_state_get_node_problem(char *buf);
+extern void shared_state_set_refusal(const char *message, const char *hint);
+extern void shared_state_get_refusal(char *message, char *hint);
 extern void shared_state_set_lease(int64 lease_id, TimestampTz expires_at);
 extern int64 shared_state_get_lease(TimestampTz *expires_at);
 extern uint64 shared_state_ids_generated(void);
 extern void shared_state_set_phase(SnowflakePhase phase);
 extern int64 shared_state_restart_above(int64 mark_millis, int node);
 extern void shared_state_close(SnowflakePhase phase);
+extern bool shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis);
+extern int64 shared_state_last_issued_millis(void);
 extern void shared_state_set_worker_latch(Latch *latch);
 extern void shared_state_wake_worker(void);
 extern bool shared_state_count_once(pg_atomic_uint64 *counted_at,

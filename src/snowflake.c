@@ -37,6 +37,13 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
+	/*
+	 * pg_upgrade runs both clusters in binary-upgrade mode: no IDs are wanted
+	 * there, and a worker would hold a database pg_upgrade must recreate.
+	 */
+	if (IsBinaryUpgrade)
+		return;
+
 	SettingsInit();
 	SharedStateInit();
 	/* Without a node id (or with a rejected setting) there is nothing to keep. */

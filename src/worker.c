@@ -6,26 +6,39 @@
  *	  reservation committed ahead of the IDs being issued.
  *
  * The generator never issues an ID in a millisecond past reserved_until,
- * and the worker raises reserved_until only after the mark table holds at
- * least as much, so after a crash the table knows an upper bound of every
- * ID issued.  The worker renews the reservation, to now + snowflake.reserve,
- * when issuing comes within half a reserve of it or a backend asks; an idle
- * server writes nothing.  At shutdown it closes the generator and records
- * the exact last issued millisecond, so a clean restart issues at once.
- * Backends never write the table; the worker never makes IDs.
+ * and the worker raises reserved_until only after the mark table and this
+ * data directory's mark file (mark_file.c) hold at least as much, so after a
+ * crash both know an upper bound of every ID issued.  The worker renews the
+ * reservation, to now + snowflake.reserve, when issuing comes within half a
+ * reserve of it or a backend asks; an idle server writes nothing.  At
+ * shutdown it closes the generator and records the exact last issued
+ * millisecond, so a clean restart issues at once.  Backends never write the
+ * marks; the worker never makes IDs.
+ *
+ * The worker runs as a superuser in snowflake.database, so it trusts
+ * nothing there that a non-superuser controls: it pins its own session
+ * settings whatever ALTER DATABASE or ALTER ROLE set, connects even when
+ * the database refuses connections, and works only while the database, the
+ * extension's schema and the mark table belong to superusers (mark_store.c
+ * checks before every transaction).  It never creates the extension; until
+ * the marks have such a home it issues nothing and says what to run.
  *
  * With etcd (snowflake.node_source = etcd, or etcd_endpoints set) the worker
- * first holds a node id there (node_lease.c), keeps its lease alive while it
- * serves, and also raises the node's mark in etcd before each reservation.
- * A node id whose mark is too far ahead of this clock is given back for
- * another (node migration).  When the lease is lost the generator is closed
- * (fenced) until the worker holds a node id again.
+ * first holds a node id there (node_lease.c), proves each round that the
+ * claim is still its own, and keeps the node's mark in etcd ahead of the
+ * reservation by one to two lease TTLs, so that an etcd outage shorter than
+ * the fence does not stop IDs.  A node id whose mark is too far ahead of
+ * this clock is given back for another (node migration); one whose history
+ * etcd cannot prove is used only after waiting out any unknown holder.  When
+ * the lease is lost the generator is closed (fenced) until the worker holds
+ * a node id again.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -39,6 +52,7 @@
 #include "etcd_client.h"
 #include "generator.h"
 #include "layout.h"
+#include "mark_file.h"
 #include "mark_store.h"
 #include "node_lease.h"
 #include "settings.h"
@@ -50,16 +64,31 @@ PGDLLEXPORT void snowflake_worker_main(Datum arg);
 /* How long the worker waits before retrying a failed read, in ms. */
 #define WORKER_RETRY_MS 1000
 
+/* Distinct problems logged in one episode (until the worker is healthy). */
+#define WORKER_LOGGED_MAX 8
+
 static MemoryContext worker_context = NULL;
 
 /* Node ids come from etcd, or the configured one is checked there. */
 static bool worker_uses_etcd = false;
 
-/* The node id being served, -1 when none. */
+/* The node id being served, -1 when none; whether it was given back. */
 static int	worker_node = -1;
+static bool worker_gave_back = false;
 
-/* The last warning logged, so that an error repeated each round logs once. */
-static char worker_logged[SNOWFLAKE_LAST_ERROR_LEN];
+/*
+ * The problems logged and not yet over: each is logged once, however often
+ * it comes back, until the step that failed succeeds (step NULL: until the
+ * generator is ready again), even when two problems alternate.
+ */
+typedef struct WorkerProblem
+{
+	const char *step;
+	char		message[SNOWFLAKE_LAST_ERROR_LEN];
+} WorkerProblem;
+
+static WorkerProblem worker_problems[WORKER_LOGGED_MAX];
+static int	worker_problem_count = 0;
 
 /*
  * Per node id, the clock (ms since the epoch) it must reach before this
@@ -91,9 +120,69 @@ worker_detach(int code, Datum arg)
 	shared_state_set_worker_latch(NULL);
 }
 
+/* True the first time message comes up in its episode; remembers it. */
+static bool
+worker_first_in_episode(const char *step, const char *message)
+{
+	int			i;
+
+	for (i = 0; i < worker_problem_count; i++)
+		if (strncmp(worker_problems[i].message, message, SNOWFLAKE_LAST_ERROR_LEN - 1) == 0)
+			return false;
+	if (worker_problem_count == WORKER_LOGGED_MAX)
+		return true;			/* too many at once to keep: log them all */
+	worker_problems[worker_problem_count].step = step;
+	strlcpy(worker_problems[worker_problem_count].message, message,
+			SNOWFLAKE_LAST_ERROR_LEN);
+	worker_problem_count++;
+	return true;
+}
+
 /*
- * Run one step that uses the database; on error, log it, keep it for
- * snowflake_status().last_error, clean up the transaction and return false.
+ * The episode of the problems of step (NULL: those reported outside a
+ * step) is over.  last_error says what is wrong now, so it is cleared when
+ * it was one of them, and the log says the problem is gone.
+ */
+static void
+worker_problems_over(const char *step)
+{
+	char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+	int			i = 0;
+
+	shared_state_get_last_error(last_error);
+	while (i < worker_problem_count)
+	{
+		WorkerProblem *problem = &worker_problems[i];
+
+		if (step == NULL ? problem->step != NULL :
+			problem->step == NULL || strcmp(problem->step, step) != 0)
+		{
+			i++;
+			continue;
+		}
+		ereport(LOG,
+				errmsg("snowflake worker: over: %s", problem->message));
+		if (strcmp(last_error, problem->message) == 0)
+			shared_state_set_last_error("");
+		worker_problems[i] = worker_problems[--worker_problem_count];
+	}
+}
+
+/* A problem the worker cannot fix itself: log once, keep for status. */
+static void
+worker_report(const char *message, const char *detail, const char *hint)
+{
+	if (worker_first_in_episode(NULL, message))
+		ereport(WARNING,
+				errmsg("%s", message),
+				detail ? errdetail("%s", detail) : 0,
+				hint ? errhint("%s", hint) : 0);
+	shared_state_set_last_error(message);
+}
+
+/*
+ * Run one step that uses the database or etcd; on error, report it, clean
+ * up the transaction and return false.
  */
 static bool
 worker_run(void (*step) (void *), void *arg, const char *what)
@@ -116,15 +205,11 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		message = psprintf("could not %s: %s", what, edata->message);
-		if (strncmp(message, worker_logged, SNOWFLAKE_LAST_ERROR_LEN - 1) != 0)
-		{
+
+		if (worker_first_in_episode(what, message))
 			ereport(WARNING,
 					errmsg("snowflake worker %s", message),
-					edata->detail ? errdetail("%s", edata->detail) : 0,
-					errhint("Repeats of this error are counted in snowflake_status(), "
-							"not logged."));
-			strlcpy(worker_logged, message, SNOWFLAKE_LAST_ERROR_LEN);
-		}
+					edata->detail ? errdetail("%s", edata->detail) : 0);
 		shared_state_set_last_error(message);
 		FreeErrorData(edata);
 		ok = false;
@@ -132,16 +217,112 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 	PG_END_TRY();
 	/* A transaction leaves TopMemoryContext current: come back here. */
 	MemoryContextSwitchTo(worker_context);
+	if (ok)
+		worker_problems_over(what);
 	return ok;
+}
+
+static void
+worker_write_mark_file(void *arg)
+{
+	MarkStoreWrite *write = (MarkStoreWrite *) arg;
+
+	mark_file_write(write->node, write->mark_millis);
+}
+
+static void
+worker_read_mark_file(void *arg)
+{
+	MarkStoreWrite *read = (MarkStoreWrite *) arg;
+
+	read->merged_millis = mark_file_read(read->node);
+}
+
+/*
+ * Whatever ALTER DATABASE or ALTER ROLE set for this database, the worker's
+ * queries run the same way: nothing the database's settings say may
+ * redirect them (search_path), make them fail (read-only, timeouts) or
+ * skip what they rely on.
+ */
+static void
+worker_pin_session_settings(void)
+{
+	static const char *const pinned[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_deferrable", "off"},
+		{"statement_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"session_replication_role", "origin"},
+		/* A reservation counts only once it is durable. */
+		{"synchronous_commit", "on"},
+	};
+	int			i;
+
+	for (i = 0; i < lengthof(pinned); i++)
+		SetConfigOption(pinned[i][0], pinned[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+	/* Never hang on a lock: fail, report, and try again at the next round. */
+	SetConfigOption("lock_timeout", psprintf("%d", Max(snowflake_reserve / 2, 100)),
+					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/* Publish why IDs are refused, with the phase that refuses them. */
+static void
+worker_refuse(SnowflakePhase phase, const char *message, const char *hint)
+{
+	worker_report(message, NULL, hint);
+	shared_state_set_refusal(message, hint);
+	shared_state_set_phase(phase);
+	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
+	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
+}
+
+/*
+ * The last start died connecting to snowflake.database: look for it from
+ * a connection to no database (shared catalogs only), say what is wrong
+ * until it exists, then exit to be started again and connect to it.  This
+ * keeps a missing database from becoming a loop of FATAL errors.
+ */
+static void pg_attribute_noreturn()
+worker_wait_for_database(void)
+{
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	for (;;)
+	{
+		bool		exists;
+
+		StartTransactionCommand();
+		exists = OidIsValid(get_database_oid(snowflake_database, true));
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(worker_context);
+		if (exists)
+		{
+			pg_atomic_write_u32(&snowflake_shared->connect_attempts, 0);
+			proc_exit(1);
+		}
+		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
+					  psprintf("database \"%s\" (snowflake.database) does not exist",
+							   snowflake_database),
+					  "Create that database, or set snowflake.database to the database "
+					  "that holds the snowflake extension and restart the server.");
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 WORKER_RETRY_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			proc_exit(1);
+	}
 }
 
 /*
  * At shutdown: close the generator, so that no ID follows the one recorded,
  * and record the exact last issued millisecond as the mark.
  */
-static void
+static void pg_attribute_noreturn()
 worker_close_and_exit(bool was_ready)
 {
+	uint64		reserved = pg_atomic_read_u64(&snowflake_shared->reserved_until);
 	uint64		last_id = pg_atomic_fetch_or_u64(&snowflake_shared->last_id,
 												 SNOWFLAKE_CLOSED_BIT);
 	int64		last_millis = snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT));
@@ -155,12 +336,24 @@ worker_close_and_exit(bool was_ready)
 
 	if (was_ready && last_millis > 0)
 	{
-		MarkStoreWrite write = {worker_node, last_millis};
-		NodeMark	etcd_mark = {worker_node, last_millis};
+		/*
+		 * A mark honoured since the last reopen but not yet reopened above
+		 * stays; rows above our own reservation were written by others.
+		 */
+		MarkStoreWrite write = {
+			.node = worker_node,
+			.mark_millis = Max(last_millis,
+							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)),
+			.keep_above = (int64) reserved,
+		};
+		NodeMark	etcd_mark = {worker_node, write.mark_millis};
 
 		if (worker_run(mark_store_write, &write,
-					   "record the last issued timestamp"))
-			pg_atomic_write_u64(&snowflake_shared->high_water, last_millis);
+					   "record the last issued timestamp") &&
+			write.refusal.message == NULL)
+			pg_atomic_write_u64(&snowflake_shared->high_water, write.merged_millis);
+		(void) worker_run(worker_write_mark_file, &write,
+						  "record the last issued timestamp in " "snowflake.marks");
 		if (worker_uses_etcd && node_lease_held())
 			(void) worker_run(node_lease_settle_mark, &etcd_mark,
 							  "record the last issued timestamp in etcd");
@@ -173,8 +366,9 @@ worker_close_and_exit(bool was_ready)
 }
 
 /*
- * etcd: renew the lease when due.  Returns false once it is lost or may have
- * expired; then nothing more may be issued under its node id.
+ * etcd: renew the lease and prove the claim when due.  Returns false once
+ * either is lost or may have expired; then nothing more may be issued under
+ * the node id.
  */
 static bool
 worker_tend_lease(void)
@@ -185,13 +379,9 @@ worker_tend_lease(void)
 		return true;
 	if (!node_lease_held())
 		return false;
-	if (node_lease_ms_until_keepalive() == 0)
-	{
-		if (!worker_run(node_lease_keepalive, &lost, "renew the etcd lease"))
-			node_lease_keepalive_failed();
-		else
-			worker_logged[0] = '\0';
-	}
+	if (node_lease_ms_until_keepalive() == 0 &&
+		!worker_run(node_lease_keepalive, &lost, "renew the etcd lease"))
+		node_lease_keepalive_failed();
 	if (lost || shared_state_fenced(&snowflake_shared->fence_deadline))
 	{
 		node_lease_lost();
@@ -227,28 +417,66 @@ worker_sleep(long timeout_ms, bool was_ready)
 	return worker_tend_lease();
 }
 
-/* Commit a mark of target_millis, then let the generator issue up to it. */
+/* A mark above the last ID was written by someone else: reopen above it. */
+static bool
+worker_reopen_wanted(void)
+{
+	return pg_atomic_read_u32(&snowflake_shared->reopen_wanted) != 0;
+}
+
+/*
+ * Commit a mark of target_millis, in the table and the mark file, then let
+ * the generator issue up to it.  In etcd mode the etcd mark must cover it
+ * too; it is kept one to two TTLs ahead, so most reservations need no etcd
+ * round trip and an etcd outage shorter than the fence does not stop them.
+ */
 static bool
 worker_reserve(int64 target_millis)
 {
-	MarkStoreWrite write = {worker_node, target_millis};
-	NodeMark	etcd_mark = {worker_node, target_millis};
+	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis};
+	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
 
-	if (worker_uses_etcd &&
-		!worker_run(node_lease_raise_mark, &etcd_mark,
-					"reserve the high-water mark in etcd"))
-		return false;
-	if (!worker_run(mark_store_write, &write,
-					"reserve the high-water mark"))
-		return false;
+	if (worker_uses_etcd && !node_lease_mark_covers(worker_node, target_millis + ttl_ms))
+	{
+		NodeMark	etcd_mark = {worker_node, target_millis + 2 * ttl_ms};
+
+		if (!worker_run(node_lease_raise_mark, &etcd_mark,
+						"raise the high-water mark in etcd") &&
+			!node_lease_mark_covers(worker_node, target_millis))
+			goto failed;
+	}
+	if (!worker_run(mark_store_write, &write, "reserve the high-water mark"))
+		goto failed;
+	if (write.refusal.message != NULL)
+	{
+		/* The marks lost their safe home: stop until it is back. */
+		shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE);
+		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write.refusal.message,
+					  write.refusal.hint);
+		pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 1);
+		goto failed;
+	}
+	/* A higher row came in without the trigger noticing: honour it. */
+	if (write.merged_millis > target_millis &&
+		shared_state_honour_mark(worker_node, true, write.merged_millis))
+		goto failed;
+	if (!worker_run(worker_write_mark_file, &write,
+					"reserve the high-water mark in snowflake.marks"))
+		goto failed;
+
 	pg_atomic_write_u64(&snowflake_shared->reservation_latency_us,
 						(uint64) (GetCurrentTimestamp() - started));
 	pg_atomic_write_u64(&snowflake_shared->high_water, target_millis);
 	if (target_millis > (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until))
 		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
 	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
+	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
 	return true;
+
+failed:
+	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 1);
+	return false;
 }
 
 /*
@@ -287,19 +515,13 @@ worker_acquire_node(void)
 			ereport(LOG,
 					errmsg("snowflake worker holds node id %d under etcd lease " INT64_FORMAT,
 						   claim.node, shared_state_get_lease(&expires)));
-			worker_logged[0] = '\0';
 			return claim.node;
 		}
 		else
 		{
-			if (strncmp(claim.problem, worker_logged, SNOWFLAKE_LAST_ERROR_LEN - 1) != 0)
-			{
-				ereport(WARNING, errmsg("%s", claim.problem),
-						errdetail("The snowflake worker tries again every second."));
-				strlcpy(worker_logged, claim.problem, SNOWFLAKE_LAST_ERROR_LEN);
-			}
-			shared_state_set_node_problem(claim.problem);
-			shared_state_set_last_error(claim.problem);
+			worker_report(claim.problem, "The snowflake worker tries again every second.",
+						  NULL);
+			shared_state_set_refusal(claim.problem, NULL);
 			shared_state_set_phase(SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE);
 		}
 		(void) worker_sleep(WORKER_RETRY_MS, false);
@@ -310,14 +532,12 @@ worker_acquire_node(void)
 static void pg_attribute_noreturn()
 worker_refuse_changed_epoch(TimestampTz other_epoch)
 {
-	char	   *message = psprintf("snowflake.epoch was changed: the high-water table holds "
-								   "marks written under epoch %s, but the server runs with %s",
-								   pstrdup(timestamptz_to_str(other_epoch)),
-								   pstrdup(timestamptz_to_str(snowflake_epoch)));
-
-	ereport(WARNING, errmsg("%s", message),
-			errhint("Set snowflake.epoch back and restart the server. No IDs are issued."));
-	shared_state_set_last_error(message);
+	worker_report(psprintf("snowflake.epoch was changed: the high-water table holds "
+						   "marks written under epoch %s, but the server runs with %s",
+						   pstrdup(timestamptz_to_str(other_epoch)),
+						   pstrdup(timestamptz_to_str(snowflake_epoch))),
+				  NULL,
+				  "Set snowflake.epoch back and restart the server. No IDs are issued.");
 	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
@@ -340,29 +560,91 @@ worker_migrate_from(int node, int64 mark_millis, int64 behind)
 			errdetail("It claims another node id whose mark is below the clock."));
 	worker_skip_until[node] = mark_millis - snowflake_reserve - snowflake_max_clock_rollback;
 	pg_atomic_fetch_add_u64(&snowflake_shared->node_migrations, 1);
+	worker_gave_back = true;
 	(void) worker_run(node_lease_release, &node, "give back a node id in etcd");
 }
 
 /*
+ * etcd lost the node id's history (no mark written under this etcd
+ * cluster): an earlier holder may not know yet that its claim is gone.  It
+ * stops at the latest at its fence, which started before the loss and so
+ * before our claim; wait that long, and the clock difference the fleet
+ * tolerates, from the claim.
+ */
+static bool
+worker_wait_out_unknown_holder(int node)
+{
+	uint64		until = node_lease_claim_time() +
+		(uint64) (node_lease_fence_window_ms() + snowflake_max_clock_rollback) * 1000;
+
+	ereport(LOG,
+			errmsg("snowflake worker waits %lld ms before issuing under node id %d: "
+				   "etcd has no high-water mark of it written since etcd's data was "
+				   "last lost",
+				   (long long) (until - Min(until, shared_state_monotonic_micros())) / 1000,
+				   node),
+			errdetail("A server that held node id %d before a loss of etcd's data (keys "
+					  "deleted, data wiped or restored) may go on issuing until its "
+					  "fence; a node id used for the first time waits the same, once.",
+					  node));
+	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
+	for (;;)
+	{
+		uint64		now = shared_state_monotonic_micros();
+
+		if (now >= until)
+			return true;
+		if (!worker_sleep(Min((long) ((until - now) / 1000) + 1, WORKER_RETRY_MS), false) ||
+			worker_reopen_wanted())
+			return false;
+	}
+}
+
+/*
  * Read the node's marks, hold the generator above them until the clock has
- * passed them, then make the first reservation.  Returns false when the
- * etcd lease is lost meanwhile, or the node id was given back.
+ * passed them, then make the first reservation.  Returns false to start
+ * over: the etcd lease was lost, the node id given back, or a mark above
+ * the last ID was written meanwhile.
  */
 static bool
 worker_open(int node)
 {
-	MarkStoreRead mark = {.node = node};
+	MarkStoreRead mark;
+	MarkStoreWrite file_mark = {.node = node};
 	NodeMark	etcd_mark = {.node = node};
+	int64		table_millis;
 	int64		base;
+	int64		tolerated = (int64) snowflake_reserve + snowflake_max_clock_rollback;
+	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
 
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
-	while (!worker_run(mark_store_read, &mark,
-					   "read the high-water mark"))
+	for (;;)
+	{
+		memset(&mark, 0, sizeof(mark));
+		mark.node = node;
+		if (worker_run(mark_store_read, &mark, "read the high-water mark"))
+		{
+			if (mark.refusal.message == NULL)
+				break;
+			worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, mark.refusal.message,
+						  mark.refusal.hint);
+		}
 		if (!worker_sleep(WORKER_RETRY_MS, false))
 			return false;
+	}
+	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
+	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	/* Marks honoured from here on are in what is read next, or reopen again. */
+	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 
 	if (mark.epoch_changed)
 		worker_refuse_changed_epoch(mark.other_epoch);
+
+	while (!worker_run(worker_read_mark_file, &file_mark,
+					   "read the high-water mark in snowflake.marks"))
+		if (!worker_sleep(WORKER_RETRY_MS, false))
+			return false;
+	table_millis = Max(mark.found ? mark.mark_millis : 0, file_mark.merged_millis);
 
 	if (worker_uses_etcd)
 	{
@@ -372,27 +654,32 @@ worker_open(int node)
 				return false;
 		if (snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD)
 		{
-			int64		behind = Max(etcd_mark.millis, mark.found ? mark.mark_millis : 0) -
-				generator_clock_millis();
+			int64		now = generator_clock_millis();
 
-			if (behind > (int64) snowflake_reserve + snowflake_max_clock_rollback)
+			if (table_millis - now > tolerated ||
+				etcd_mark.millis - now > tolerated + etcd_lead)
 			{
-				worker_migrate_from(node, behind + generator_clock_millis(), behind);
+				int64		mark_millis = Max(table_millis, etcd_mark.millis);
+
+				worker_migrate_from(node, mark_millis, mark_millis - now);
 				return false;
 			}
 		}
 	}
 
-	base = shared_state_restart_above(Max(mark.found ? mark.mark_millis : 0,
-										  etcd_mark.millis),
+	base = shared_state_restart_above(Max(Max(table_millis, etcd_mark.millis),
+										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)),
 									  node);
 	pg_atomic_write_u64(&snowflake_shared->high_water, base);
+
+	if (worker_uses_etcd && !etcd_mark.proven &&
+		!worker_wait_out_unknown_holder(node))
+		return false;
 
 	for (;;)
 	{
 		int64		now = generator_clock_millis();
 		int64		behind = base - now;
-		int64		tolerated = (int64) snowflake_reserve + snowflake_max_clock_rollback;
 
 		/*
 		 * A clock outside the epoch's range: the generator reports it to
@@ -406,41 +693,48 @@ worker_open(int node)
 		if (behind < 0)
 			break;
 		snowflake_shared->clock_behind_by = behind;
-		if (behind > tolerated)
+
+		/*
+		 * After a crash the marks are ahead by up to the reservation (and the
+		 * etcd mark by up to its lead): waited out.  Further is a clock that
+		 * went back: refused at once.
+		 */
+		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor)) -
+			now > tolerated || etcd_mark.millis - now > tolerated + etcd_lead)
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
-			{
-				char	   *message = psprintf("the clock is %lld ms behind the high-water mark of node %d",
-											   (long long) behind, node);
-
-				ereport(WARNING,
-						errmsg("%s", message),
-						errdetail("IDs of node %d were reserved up to %s; that is more than "
-								  "snowflake.reserve + snowflake.max_clock_rollback (%lld ms) "
-								  "behind. No IDs are issued until the clock passes the mark.",
-								  node,
-								  timestamptz_to_str(snowflake_epoch + base * 1000),
-								  (long long) tolerated));
-				shared_state_set_last_error(message);
-			}
+				worker_report(psprintf("the clock is %lld ms behind the high-water mark of "
+									   "node %d", (long long) behind, node),
+							  psprintf("IDs of node %d were reserved up to %s; that is more "
+									   "than snowflake.reserve + snowflake.max_clock_rollback "
+									   "(%lld ms) behind. No IDs are issued until the clock "
+									   "passes the mark.",
+									   node, timestamptz_to_str(snowflake_epoch + base * 1000),
+									   (long long) tolerated),
+							  NULL);
 			shared_state_set_phase(SNOWFLAKE_PHASE_CLOCK_BEHIND);
 		}
 		else
 			shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false))
+		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false) ||
+			worker_reopen_wanted())
 			return false;
 	}
 
 	/* The clock has passed the mark: callers wait for the reservation. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 	while (!worker_reserve(generator_clock_millis() + snowflake_reserve))
-		if (!worker_sleep(WORKER_RETRY_MS, false))
+		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
+	worker_problems_over(NULL);
 	return true;
 }
 
-/* Keep the reservation ahead of the IDs; returns when the lease is lost. */
+/*
+ * Keep the reservation ahead of the IDs; returns when the lease is lost or
+ * the generator must be reopened above a mark written by someone else.
+ */
 static void
 worker_serve(void)
 {
@@ -450,12 +744,12 @@ worker_serve(void)
 		int64		last_millis;
 		bool		wanted;
 
-		if (!worker_sleep(Max(snowflake_reserve / 4, 1), true))
+		if (!worker_sleep(Max(snowflake_reserve / 4, 1), true) ||
+			worker_reopen_wanted())
 			return;
 
 		reserved = (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until);
-		last_millis = snowflake_millis((int64) (pg_atomic_read_u64(&snowflake_shared->last_id) &
-												~SNOWFLAKE_CLOSED_BIT));
+		last_millis = shared_state_last_issued_millis();
 		wanted = pg_atomic_exchange_u32(&snowflake_shared->reservation_wanted, 0) != 0;
 
 		/* Idle: the last ID is far below the reservation; write nothing. */
@@ -476,13 +770,11 @@ worker_serve(void)
 static void
 worker_fence(int node)
 {
-	char	   *message = psprintf("the etcd lease on node id %d expired or could not be "
-								   "renewed in time; no IDs are issued until the worker "
-								   "holds a node id again", node);
-
 	shared_state_close(SNOWFLAKE_PHASE_FENCED);
-	ereport(WARNING, errmsg("%s", message));
-	shared_state_set_last_error(message);
+	worker_report(psprintf("the etcd lease on node id %d expired, could not be renewed "
+						   "in time, or etcd lost the claim; no IDs are issued until the "
+						   "worker holds a node id again", node),
+				  NULL, NULL);
 }
 
 void
@@ -496,20 +788,20 @@ snowflake_worker_main(Datum arg)
 										   "snowflake worker",
 										   ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(worker_context);
+	snowflake_in_worker = true;
 
 	/* A restarted worker reads the mark again before anything is issued. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	shared_state_set_worker_latch(MyLatch);
 	before_shmem_exit(worker_detach, 0);
 
-	BackgroundWorkerInitializeConnection(snowflake_database, NULL, 0);
-	/* A reservation counts only once it is durable. */
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	/* Never hang on a lock: fail, report, and try again at the next round. */
-	SetConfigOption("lock_timeout", psprintf("%d", Max(snowflake_reserve / 2, 100)),
-					PGC_SUSET, PGC_S_OVERRIDE);
-
-	(void) worker_run(mark_store_prepare, NULL, "prepare the high-water table");
+	if (pg_atomic_fetch_add_u32(&snowflake_shared->connect_attempts, 1) > 0)
+		worker_wait_for_database();
+	/* ALLOW_CONNECTIONS false on the database must not stop the marks. */
+	BackgroundWorkerInitializeConnection(snowflake_database, NULL,
+										 BGWORKER_BYPASS_ALLOWCONN);
+	pg_atomic_write_u32(&snowflake_shared->connect_attempts, 0);
+	worker_pin_session_settings();
 
 	worker_uses_etcd = settings_etcd_in_use();
 	if (worker_uses_etcd)
@@ -528,11 +820,19 @@ snowflake_worker_main(Datum arg)
 
 	for (;;)
 	{
-		worker_node = worker_acquire_node();
+		if (worker_node < 0)
+		{
+			worker_gave_back = false;
+			worker_node = worker_acquire_node();
+		}
 		if (worker_open(worker_node))
 			worker_serve();
 		if (worker_uses_etcd && !node_lease_held())
+		{
 			worker_fence(worker_node);
-		worker_node = -1;
+			worker_node = -1;
+		}
+		else if (worker_gave_back)
+			worker_node = -1;
 	}
 }

@@ -43,7 +43,8 @@ check "the package holds the library, the control file and the install and upgra
 	bash -c "dpkg-deb -c '$deb' | grep -q '$LIBDIR/snowflake.so\$' &&
 		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake.control\$' &&
 		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0.sql\$' &&
-		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0--1.1.sql\$'"
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0--1.1.sql\$' &&
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.1--1.2.sql\$'"
 check "it is built for PostgreSQL $PG_MAJOR only" \
 	bash -c "[ \"\$(ls '$work'/postgresql-*-snowflake_*.deb | wc -l)\" -eq 1 ] &&
 		dpkg-deb -f '$deb' Depends | grep -q 'postgresql-$PG_MAJOR'"
@@ -60,6 +61,8 @@ check "a server starts with the packaged library preloaded" \
 psql_pkg() {
 	as_server_user psql -X -q -A -t -h "$work" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"
 }
+check "CREATE EXTENSION snowflake works in snowflake.database" \
+	psql_pkg "CREATE EXTENSION snowflake"
 ready=no
 for _ in $(seq 1 60); do
 	if [ "$(psql_pkg "SELECT state FROM snowflake_status()" 2>/dev/null)" = ready ]; then
@@ -68,9 +71,9 @@ for _ in $(seq 1 60); do
 	fi
 	sleep 0.5
 done
-check "its worker creates the extension and the generator becomes ready" test "$ready" = yes
-check "the extension is version 1.1" \
-	test "$(psql_pkg "SELECT extversion FROM pg_extension WHERE extname = 'snowflake'")" = 1.1
+check "the generator becomes ready" test "$ready" = yes
+check "the extension is version 1.2" \
+	test "$(psql_pkg "SELECT extversion FROM pg_extension WHERE extname = 'snowflake'")" = 1.2
 psql_pkg "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
 	INSERT INTO t (v) VALUES ('before');
 	SELECT snowflake_convert_column('t', 'id');

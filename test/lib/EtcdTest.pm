@@ -506,10 +506,8 @@ sub start_ready
 	return;
 }
 
-# In etcd mode the worker creates the extension (SPEC section 5) once it
-# touches the high-water table; a server that never gets a node id may not
-# have it.  Suites that look at such servers create it themselves (retrying
-# if the worker races them); 006_etcd_fleet.pl asserts the worker does.
+# The DBA creates the extension in snowflake.database; suites that look at
+# servers without waiting for them to be ready create it here.
 sub ensure_extension
 {
 	my ($node) = @_;

@@ -24,14 +24,13 @@ sub snowflake_node
 	return $node;
 }
 
-# The worker creates the extension in snowflake.database (postgres) and
-# reads the mark; wait for it, then for the generator to be ready.
+# The marks live in the extension's table in snowflake.database
+# (postgres), which the DBA creates: create it if missing, then wait for
+# the generator to be ready.
 sub wait_until_ready
 {
 	my ($node) = @_;
-	$node->poll_query_until('postgres',
-		q{SELECT count(*) = 1 FROM pg_extension WHERE extname = 'snowflake'})
-	  or die 'the worker did not create the extension';
+	$node->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
 	$node->poll_query_until('postgres',
 		q{SELECT state = 'ready' FROM snowflake_status()})
 	  or die 'the generator did not become ready';

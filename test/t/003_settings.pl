@@ -101,6 +101,28 @@ ok($node->log_contains(qr/snowflake.node_source = etcd needs snowflake.etcd_endp
 like(nextval_error(), qr/configured value of snowflake.etcd_endpoints was rejected/,
 	'and no ID is issued');
 
+# A typo in the node source: PostgreSQL would replace an enum it does not
+# know by the default (guc) and issue IDs under snowflake.node_id, perhaps a
+# node id a leased server holds.  The extension checks it itself.
+$offset = restart_with("snowflake.node_source = 'etdc'\nsnowflake.node_id = 5\n");
+ok($node->log_contains(qr/invalid value for parameter "snowflake.node_source": "etdc"/, $offset),
+	'node_source = etdc is rejected in the log, naming the setting and the value');
+ok($node->log_contains(qr/snowflake.node_source must be "guc" or "etcd"/, $offset),
+	'and the log says which values are valid');
+$err = nextval_error();
+like($err, qr/22023: snowflake is not issuing IDs because the configured value of snowflake.node_source was rejected/,
+	'node_source = etdc: no ID is issued, not even under node_id 5');
+is($node->safe_psql('postgres', 'SELECT state FROM snowflake_status()'), 'error',
+	'node_source = etdc: status says error');
+like($node->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
+	qr/snowflake.node_source/, 'and last_error names the setting');
+$offset = restart_with("snowflake.node_source = 'GUC'\n");
+is($node->safe_psql('postgres', 'SELECT snowflake_node(snowflake_nextval())'), 5,
+	'node_source is case-insensitive: GUC issues under node_id 5');
+is($node->safe_psql('postgres', 'SHOW snowflake.node_source'), 'guc',
+	'and SHOW gives the canonical name');
+$offset = restart_with("snowflake.node_id = 9\nsnowflake.node_source = guc\n");
+
 # Malformed etcd settings name the setting and issue nothing.
 foreach my $bad ("snowflake.etcd_endpoints = '127.0.0.1:2379'",
 	"snowflake.etcd_endpoints = 'http://127.0.0.1:2379,ftp://x'",
@@ -151,9 +173,7 @@ sub fresh_node
 for my $far ('2999-01-01', '1900-01-01')
 {
 	my $fresh = fresh_node("far_$far", "snowflake.epoch = '$far'\n");
-	$fresh->poll_query_until('postgres',
-		q{SELECT count(*) = 1 FROM pg_extension WHERE extname = 'snowflake'})
-	  or die 'the worker did not create the extension';
+	$fresh->safe_psql('postgres', 'CREATE EXTENSION snowflake');
 	($ret, $out, $err) = $fresh->psql('postgres',
 		"\\set VERBOSITY verbose\nSELECT snowflake_nextval()");
 	like($err, qr/22008: the clock reads .* outside the range of IDs for snowflake.epoch/,

@@ -1,4 +1,4 @@
-# The persisted high-water mark (SPEC section 5): after a crash, restarts
+# The persisted high-water mark: after a crash, restarts
 # with the clock set back, a killed worker, an idle server, a clean restart,
 # a table the worker cannot write, and a changed epoch, no ID is ever issued
 # twice and every ID issued after a restart is above every ID before it.

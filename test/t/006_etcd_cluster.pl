@@ -1,4 +1,4 @@
-# etcd node-id leases on a three-member etcd cluster (SPEC section 7,
+# etcd node-id leases on a three-member etcd cluster, with
 # several endpoints): while two servers insert, the leader (listed as the
 # first endpoint) is killed, later a member listed first is paused so that
 # requests to it hang.  IDs keep flowing, clients see no error (a generous

@@ -1,4 +1,4 @@
-# etcd fencing (SPEC section 7): a server issues IDs under a node id only
+# etcd fencing: a server issues IDs under a node id only
 # while its lease may still be alive, judged by the backends themselves.
 # etcd stopped: every server stops issuing within the TTL (state fenced,
 # 55P03 naming the etcd lease) and resumes by itself once etcd is back.  A

@@ -1,4 +1,4 @@
-# Hostile answers from "etcd" (SPEC section 7: a malformed or hostile
+# Hostile answers from "etcd" (a malformed or hostile
 # response is an error, never a crash): test/lib/hostile_etcd.pl answers
 # with each kind of garbage in turn.  For each: the server stays up, counts
 # the errors in etcd_errors, logs the problem (not at every retry), holds no

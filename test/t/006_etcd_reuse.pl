@@ -1,4 +1,4 @@
-# Reuse of a node id across servers (SPEC sections 5 and 7): the etcd mark
+# Reuse of a node id across servers: the etcd mark
 # of node N is at or above every ID issued under N, so a server that later
 # claims N after its holder died starts above everything N issued.  Server
 # A issues IDs under N and is killed; server B, whose clock (libfaketime)

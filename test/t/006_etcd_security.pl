@@ -1,5 +1,5 @@
 # etcd over TLS with client certificates, and with users and passwords
-# (SPEC sections 4 and 7), against real etcd servers configured for them:
+# against real etcd servers configured for them:
 # a server with the right settings gets a node id; without a client
 # certificate, with a CA that did not sign etcd's certificate, or with a
 # wrong password it gets none and counts the errors; an expired auth token

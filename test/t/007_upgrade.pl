@@ -1,9 +1,10 @@
 # Upgrading in place: a server whose high-water table was made by the
 # released 1.0 install script is updated with ALTER EXTENSION snowflake
-# UPDATE while it runs.  The functions, the settings, the generator and the
-# high-water table with its rows survive; 1.1's additions arrive; the
-# updated extension has the same objects as a fresh 1.1 install; and the
-# extension drops and reinstalls cleanly.
+# UPDATE while it runs, to 1.1 and then to 1.2.  The functions, the
+# settings, the generator and the high-water table with its rows survive;
+# each version's additions arrive; the updated extension has the same
+# objects as a fresh install; and the extension drops and reinstalls
+# cleanly.
 use strict;
 use warnings;
 
@@ -12,8 +13,8 @@ use Test::More;
 use lib 'test/lib';
 use SnowflakeTest;
 
-# No node id at first, so no worker creates the extension at 1.1 before
-# the test installs 1.0 in snowflake.database (postgres).
+# No node id at first: the test installs 1.0 in snowflake.database
+# (postgres) on a server that issues nothing yet.
 my $node = snowflake_node('upgrade', "snowflake.node_id = -1\nsnowflake.reserve = 500\n");
 $node->start;
 sub query { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
@@ -51,7 +52,7 @@ my $settings_sql = q{SELECT string_agg(name || '=' || setting, ',' ORDER BY name
 my $settings_before = query($settings_sql);
 my $issued_before = query('SELECT ids_generated FROM snowflake_status()');
 
-query('ALTER EXTENSION snowflake UPDATE');
+query(q{ALTER EXTENSION snowflake UPDATE TO '1.1'});
 is(query(q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}), '1.1',
 	'ALTER EXTENSION snowflake UPDATE goes to 1.1');
 is(query($rows_sql), $marks_before, 'the high-water rows survive the update unchanged');
@@ -89,17 +90,35 @@ is(query(q{SELECT count(*) FROM ids a, ids b
 	WHERE a.phase = 'restart' AND b.phase <> 'restart' AND a.id <= b.id}), 0,
 	'after a restart, IDs are above every earlier ID');
 
-# A fresh 1.1 install (1.0 then the update script, as PostgreSQL chains
-# them) has exactly the objects of the updated one.
+# 1.2 while running: the marks lose their primary key (a restore adds rows
+# instead of failing) and gain the trigger that honours marks written by
+# others; the rows and the generator come through.
+$marks_before = query($rows_sql);
+query('ALTER EXTENSION snowflake UPDATE');
+is(query(q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}), '1.2',
+	'ALTER EXTENSION snowflake UPDATE goes on to 1.2');
+is(query($rows_sql), $marks_before, 'the high-water rows survive the update to 1.2');
+is(query(q{SELECT count(*) FROM pg_index WHERE indrelid = 'snowflake_high_water'::regclass
+	AND indisunique}), 0, '1.2: no unique index on the marks');
+is(query(q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'snowflake_high_water'::regclass
+	AND tgname = 'snowflake_high_water_honour'}), 1, '1.2: the trigger is there');
+query(q{INSERT INTO ids (phase) SELECT '1.2' FROM generate_series(1, 1000)});
+is(query(q{SELECT count(*) FROM ids a, ids b
+	WHERE a.phase = '1.2' AND b.phase <> '1.2' AND a.id <= b.id}), 0,
+	'after the update to 1.2, IDs are above every earlier ID');
+
+# A fresh install (1.0 then the update scripts, as PostgreSQL chains them)
+# has exactly the objects of the updated one.
 query('CREATE DATABASE app');
 query('CREATE EXTENSION snowflake', 'app');
-is(query(q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}, 'app'), '1.1',
-	'CREATE EXTENSION installs 1.1');
+is(query(q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}, 'app'), '1.2',
+	'CREATE EXTENSION installs 1.2');
 my $objects_1_1 = query($objects_sql, 'app');
-is($objects_1_1, query($objects_sql), 'a fresh 1.1 has the same objects as an updated 1.0');
+is($objects_1_1, query($objects_sql), 'a fresh 1.2 has the same objects as an updated 1.0');
 like($objects_1_1, qr/snowflake_convert_column/, 'including snowflake_convert_column');
-is(scalar(() = $objects_1_1 =~ /\n/g), scalar(() = $objects_1_0 =~ /\n/g) + 1,
-	'1.1 adds one object to 1.0');
+like($objects_1_1, qr/snowflake_high_water_honour/, 'and the trigger function');
+is(scalar(() = $objects_1_1 =~ /\n/g), scalar(() = $objects_1_0 =~ /\n/g) + 2,
+	'1.1 and 1.2 add one function each to 1.0');
 
 # Drop and reinstall, in a database other than snowflake.database (there
 # the table holds the marks: see the README).
