@@ -1,16 +1,20 @@
 # Helpers shared by the TAP suites in test/t: servers preloaded with
-# snowflake, and servers whose clock the test can move with libfaketime.
+# snowflake, and servers whose clock the test can move, with libfaketime
+# (client backends only) or with our own shim (every process of the server).
 package SnowflakeTest;
 
 use strict;
 use warnings;
 
 use Exporter 'import';
+use Fcntl qw(O_WRONLY O_CREAT);
+use File::Basename ();
 use File::Temp ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready);
+our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready
+  start_with_server_clock set_server_clock);
 
 # A new, initialised server with snowflake preloaded and the given extra
 # postgresql.conf lines.
@@ -78,6 +82,80 @@ sub set_clock_offset
 	print $fh "$offset\n";
 	close($fh);
 	rename("$file.tmp", $file) or die "cannot rename to $file: $!";
+	return;
+}
+
+# test/clock_shim.c, compiled once per test script.  libfaketime leaves the
+# processes the postmaster forks from its SIGCHLD handler (our worker among
+# them) on the real clock; the shim moves every process of the server.
+my $clock_shim;
+
+sub clock_shim
+{
+	return $clock_shim if defined $clock_shim;
+	my $source = File::Basename::dirname(__FILE__) . '/../clock_shim.c';
+	die "clock shim source not found: $source" unless -f $source;
+	my $lib = PostgreSQL::Test::Utils::tempdir('clock_shim') . '/clock_shim.so';
+	PostgreSQL::Test::Utils::system_or_bail('gcc', '-shared', '-fPIC', '-O2',
+		'-Wall', '-Werror', '-o', $lib, $source, '-ldl');
+	$clock_shim = $lib;
+	return $lib;
+}
+
+sub server_clock_file
+{
+	my ($node) = @_;
+	return $node->basedir . '/server_clock_offset';
+}
+
+# The shim maps the file and reads it at every clock call, so the 8 bytes
+# are rewritten in place: a rename would leave running processes on the old
+# inode, and a truncation would make them fault on the mapping.
+sub write_server_clock
+{
+	my ($file, $flags, $offset_seconds) = @_;
+	my $bytes = pack('q<', sprintf('%.0f', $offset_seconds * 1_000_000));
+	sysopen(my $fh, $file, $flags) or die "cannot open $file: $!";
+	my $written = syswrite($fh, $bytes, 8, 0);
+	die "cannot write $file: " . ($! // 'short write')
+	  unless defined $written && $written == 8;
+	close($fh) or die "cannot close $file: $!";
+	return;
+}
+
+# Start $node with every one of its processes (postmaster, backends,
+# auxiliary processes, background workers) seeing CLOCK_REALTIME, its
+# _COARSE variant, gettimeofday() and time() shifted by $offset_seconds
+# (a float: -4, 0.5).  Monotonic time stays real.  Only this server gets the
+# shim: a restart without this function runs on the real clock.
+sub start_with_server_clock
+{
+	my ($node, $offset_seconds) = @_;
+	my $file = server_clock_file($node);
+	write_server_clock($file, O_WRONLY | O_CREAT, $offset_seconds // 0);
+	local $ENV{LD_PRELOAD} = clock_shim();
+	local $ENV{SNOWFLAKE_CLOCK_FILE} = $file;
+
+	# Right after a kill -9 the old postmaster may not be gone yet.
+	for my $try (1 .. 20)
+	{
+		return if $node->start(fail_ok => 1);
+		# start() took the stale pid file for a running server: it is not.
+		$node->{_pid} = undef;
+		sleep 1;
+	}
+	die 'could not start ' . $node->name;
+}
+
+# Step the clock of a server started by start_with_server_clock(): every
+# process sees the new offset at its next clock read.
+sub set_server_clock
+{
+	my ($node, $offset_seconds) = @_;
+	my $file = server_clock_file($node);
+	die "$file missing: start the server with start_with_server_clock()"
+	  unless -f $file;
+	write_server_clock($file, O_WRONLY, $offset_seconds);
 	return;
 }
 
