@@ -226,7 +226,8 @@ issue(1000);
 my $max_before = query('app', 'SELECT max(id) FROM ids WHERE snowflake_node(id) = 7');
 query('postgres', 'ALTER DATABASE postgres OWNER TO alice');
 ok(wait_for($node, 'postgres', q{SELECT state = 'error' FROM snowflake_status()}, 10),
-	'alice given snowflake.database while the server runs: state error');
+	'alice given snowflake.database while the server runs: state error')
+  or diag(query('postgres', 'SELECT state, last_error, high_water, last_timestamp, clock_timestamp() FROM snowflake_status()'));
 ($ret, $err) = nextval_error($node, 'app');
 like($err, qr/55000: .*owned by role "alice"/, 'nextval refuses, naming her');
 ($ret, $out, $err) = as_alice('DROP SCHEMA public CASCADE');
