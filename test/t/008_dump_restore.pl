@@ -3,8 +3,15 @@
 # table's rows come with the dump of snowflake.database, and a server that
 # takes over the dumped server's node id issues IDs above every restored ID
 # of that node, even one made by a clock running ahead of the new server's.
+# Then the same dumps are restored with pg_restore --exit-on-error into
+# fresh servers that already have that node id, in each ordering against
+# the new server's worker: before its first write, while clients take IDs,
+# and after it wrote its own mark.
 use strict;
 use warnings;
+
+use IPC::Run;
+use Time::HiRes qw(time usleep);
 
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -13,6 +20,7 @@ use SnowflakeTest;
 
 my $old = snowflake_node('dumped', "snowflake.node_id = 3\n");
 $old->start;
+$old->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($old);
 sub on { my ($node, $db, $sql) = @_; return $node->safe_psql($db, $sql); }
 
@@ -58,7 +66,9 @@ is($defaults, 'customers.id snowflake_nextval(), order_lines.id snowflake_nextva
 my $max_node3 = on($old, 'app', q{
 	SELECT max(id) FROM (SELECT id FROM orders UNION ALL SELECT id FROM order_lines
 		UNION ALL SELECT id FROM customers) x WHERE snowflake_node(id) = 3});
+my $max_node3_at = on($old, 'app', qq{SELECT extract(epoch FROM snowflake_timestamp($max_node3))});
 my $marks = on($old, 'postgres', 'SELECT node_id, epoch, high_water FROM snowflake_high_water ORDER BY 1');
+my $restored_mark = on($old, 'postgres', 'SELECT high_water FROM snowflake_high_water WHERE node_id = 3');
 like($marks, qr/^3\|/, 'the dumped server has a mark for node 3');
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
@@ -114,4 +124,125 @@ cmp_ok(on($new, 'postgres', q{SELECT snowflake_from_timestamp(high_water, 3, 0) 
 	WHERE node_id = 3}), '>', $max_node3, 'its mark is above the restored IDs');
 
 $new->stop;
+
+###########################################################################
+# pg_restore into a fresh server that runs as node 3 from its start.
+###########################################################################
+my $server_clock = SnowflakeTest->can('start_with_server_clock');
+
+# A fresh server as node 3, its whole clock (worker included) 3 s behind the
+# last restored ID of node 3.  Without start_with_server_clock (design
+# point 10, branch h1-shim-convert) nothing is moved: the clock is behind
+# the restored IDs only while the real clock has not caught up with the
+# dumped server's fast clock (8 s), and that is not asserted.
+sub fresh_node3
+{
+	my ($name) = @_;
+	my $node = snowflake_node($name,
+		"snowflake.node_id = 3\nsnowflake.max_clock_rollback = 20000\nsnowflake.wait_timeout = 30000\n");
+	if ($server_clock)
+	{
+		my $lead = $max_node3_at - time();
+		# 3 s behind that ID, whether the real clock has passed it by now or not.
+		$server_clock->($node, $lead - 3);
+		# (No snowflake_timestamp() here: the extension is not there yet.)
+		is(on($node, 'postgres', qq{SELECT clock_timestamp() < to_timestamp($max_node3_at)}), 't',
+			"$name: the server's clock is behind the last restored ID of node 3");
+	}
+	else
+	{
+		$node->start;
+	}
+	return $node;
+}
+
+sub restore_both
+{
+	my ($node, $name) = @_;
+	command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('postgres'), "$dir/postgres.dump" ],
+		"$name: pg_restore --exit-on-error of snowflake.database exits 0");
+	on($node, 'postgres', 'CREATE DATABASE app');
+	command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('app'), "$dir/app.dump" ],
+		"$name: pg_restore --exit-on-error of the application database exits 0");
+	return;
+}
+
+# IDs issued once the restore is done, in both databases: every one above
+# every restored ID of node 3.
+sub check_after_restore
+{
+	my ($node, $name) = @_;
+	is(on($node, 'app', $content_sql), $content, "$name: the data comes back");
+	is(on($node, 'postgres', qq{SELECT max(high_water) >= '$restored_mark'
+		FROM snowflake_high_water WHERE node_id = 3}), 't',
+		"$name: the mark of node 3 is at or above the restored one");
+	on($node, 'app', q{
+		INSERT INTO orders (item) SELECT 'after restore ' || g FROM generate_series(1, 2000) g;
+		INSERT INTO order_lines (order_id, qty) SELECT id, 2 FROM orders WHERE item LIKE 'after%';
+	});
+	my $from_postgres = on($node, 'postgres', 'SELECT min(x) FROM snowflake_nextval_batch(1000) x');
+	is(on($node, 'app', qq{
+		SELECT count(*) FROM (SELECT id FROM orders WHERE item LIKE 'after%'
+			UNION ALL SELECT id FROM order_lines WHERE qty = 2) x
+		WHERE id <= $max_node3 OR snowflake_node(id) <> 3}), 0,
+		"$name: every ID issued after the restore is above every restored ID of node 3");
+	cmp_ok($from_postgres, '>', $max_node3, "$name: in snowflake.database too");
+	is(on($node, 'app', q{SELECT count(*) FROM orders WHERE item LIKE 'after%'}), 2000,
+		"$name: all new rows went in");
+	return;
+}
+
+# (i) Before the worker's first write: the server has just started, and the
+# extension does not exist in snowflake.database until the restore's
+# CREATE EXTENSION IF NOT EXISTS makes it.
+my $before = fresh_node3('before_first_write');
+is(on($before, 'postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'snowflake'}), 0,
+	'before_first_write: the new server has no extension yet');
+restore_both($before, 'before_first_write');
+check_after_restore($before, 'before_first_write');
+$before->stop;
+
+# (ii) During: clients take IDs in snowflake.database through the restore.
+my $during = fresh_node3('during_load');
+on($during, 'postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
+wait_until_ready($during);
+on($during, 'postgres', 'CREATE TABLE hammer (n bigserial, id bigint NOT NULL)');
+my $script = $during->basedir . '/hammer.sql';
+open(my $fh, '>', $script) or die;
+print $fh "INSERT INTO hammer (id) VALUES (snowflake_nextval());\n";
+close($fh);
+my ($hammer_out, $hammer_err) = ('', '');
+my $hammer = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '4', '-T', '12', '-f', $script, '-h', $during->host,
+	  '-p', $during->port, 'postgres' ],
+	'>', \$hammer_out, '2>', \$hammer_err);
+sleep 1;
+cmp_ok(on($during, 'postgres', 'SELECT count(*) FROM hammer'), '>', 0,
+	'during_load: clients are taking IDs when the restore starts');
+restore_both($during, 'during_load');
+# A row whose serial is taken after this point had its ID made after the
+# restore returned (n is evaluated before id).
+my $n_after = on($during, 'postgres', 'SELECT last_value FROM hammer_n_seq');
+check_after_restore($during, 'during_load');
+$hammer->finish;
+cmp_ok(on($during, 'postgres', "SELECT count(*) FROM hammer WHERE n > $n_after"), '>', 0,
+	'during_load: the clients kept taking IDs after the restore');
+is(on($during, 'postgres', "SELECT count(*) FROM hammer WHERE n > $n_after AND id <= $max_node3"), 0,
+	'during_load: none of their IDs after the restore is at or below a restored ID');
+is(on($during, 'postgres', 'SELECT count(*) - count(DISTINCT id) FROM hammer'), 0,
+	'during_load: no ID repeats');
+$during->stop;
+
+# (iii) After the worker wrote its own mark for node 3.
+my $after = fresh_node3('after_own_mark');
+on($after, 'postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
+wait_until_ready($after);
+on($after, 'postgres', 'CREATE TABLE own AS SELECT snowflake_nextval() AS id FROM generate_series(1, 1000)');
+$after->poll_query_until('postgres', 'SELECT count(*) > 0 FROM snowflake_high_water WHERE node_id = 3')
+  or die 'the worker wrote no mark';
+pass('after_own_mark: the worker wrote its own mark for node 3');
+restore_both($after, 'after_own_mark');
+check_after_restore($after, 'after_own_mark');
+$after->stop;
+
 done_testing();
