@@ -16,7 +16,9 @@ CREATE INDEX snowflake_high_water_node_id
 -- A mark written by anyone but the worker (a restore, a superuser's INSERT)
 -- takes effect before the next ID: the trigger stops the generator at once
 -- if the new mark is above the last issued ID of this server's node, and
--- the worker holds IDs above it.  Only a trigger of this table may run it.
+-- the worker holds IDs above it.  It also refuses every change by a role
+-- that is not a superuser: members of pg_write_all_data may write any table
+-- whatever its grants.  Only a trigger of this table may run it.
 CREATE FUNCTION @extschema@.snowflake_high_water_honour()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'snowflake_high_water_honour'
@@ -28,8 +30,22 @@ COMMENT ON FUNCTION @extschema@.snowflake_high_water_honour() IS
 'trigger of snowflake_high_water: a mark written by a restore or by hand holds this server''s IDs above it at once';
 
 CREATE TRIGGER snowflake_high_water_honour
-	AFTER INSERT OR UPDATE ON @extschema@.snowflake_high_water
+	AFTER INSERT OR UPDATE OR DELETE ON @extschema@.snowflake_high_water
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.snowflake_high_water_honour();
+CREATE TRIGGER snowflake_high_water_truncate
+	BEFORE TRUNCATE ON @extschema@.snowflake_high_water
+	FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.snowflake_high_water_honour();
+-- Also for rows a logical replication subscriber applies (it runs with
+-- session_replication_role = replica).
+ALTER TABLE @extschema@.snowflake_high_water
+	ENABLE ALWAYS TRIGGER snowflake_high_water_honour;
+ALTER TABLE @extschema@.snowflake_high_water
+	ENABLE ALWAYS TRIGGER snowflake_high_water_truncate;
+
+-- Without the primary key the table needs a replica identity of its own,
+-- or a publication that covers it (FOR ALL TABLES) would make PostgreSQL
+-- refuse the worker's writes.
+ALTER TABLE @extschema@.snowflake_high_water REPLICA IDENTITY FULL;
 
 -- snowflake_convert_column (section owned by the convert_column work)
 

@@ -53,7 +53,7 @@ DROP ROLE snowflake_catalog_reader;
 -- Marks written by others take effect at once: the trigger is there, and
 -- nobody but a superuser may attach its function to another table.
 SELECT tgname, tgenabled FROM pg_trigger
-WHERE tgrelid = 'snowflake_high_water'::regclass AND NOT tgisinternal;
+WHERE tgrelid = 'snowflake_high_water'::regclass AND NOT tgisinternal ORDER BY tgname;
 SELECT has_function_privilege('public', 'snowflake_high_water_honour()', 'EXECUTE')
 	AS public_may_execute;
 -- Several rows per node id may exist (a restore adds one): no primary key.

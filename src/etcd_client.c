@@ -849,10 +849,15 @@ static void
 etcd_note_cluster_id(JsonbContainer *answer)
 {
 	JsonbValue *header = etcd_field(answer, "header");
+	JsonbValue *result = etcd_field(answer, "result");
 	JsonbValue *revision;
 	JsonbValue *id;
 	int			i;
 
+	/* A keep-alive's header sits inside its "result". */
+	if (header == NULL && result != NULL && result->type == jbvBinary &&
+		JsonContainerIsObject(result->val.binary.data))
+		header = etcd_field(result->val.binary.data, "header");
 	if (header == NULL || header->type != jbvBinary ||
 		!JsonContainerIsObject(header->val.binary.data))
 		return;

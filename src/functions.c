@@ -15,6 +15,7 @@
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
+#include "miscadmin.h"
 #include "executor/spi.h"
 #include "common/int.h"
 #include "fmgr.h"
@@ -401,9 +402,21 @@ snowflake_status(PG_FUNCTION_ARGS)
 			phase = SNOWFLAKE_PHASE_CLOCK_BEHIND;
 		else if (pg_atomic_read_u64(&shared->last_id) & SNOWFLAKE_CLOSED_BIT)
 			phase = SNOWFLAKE_PHASE_STARTING;
-		else if (pg_atomic_read_u32(&shared->reservation_failing) &&
-				 now > (int64) pg_atomic_read_u64(&shared->reserved_until))
-			state_error = true;
+		else if (now > (int64) pg_atomic_read_u64(&shared->reserved_until))
+		{
+			uint64		wanted_since = pg_atomic_read_u64(&shared->reservation_wanted_since);
+
+			/*
+			 * Callers wait for a reservation: the worker's writes fail, or
+			 * it has not answered for longer than a reserve (a commit that
+			 * hangs, e.g. on a synchronous standby that is down).
+			 */
+			if (pg_atomic_read_u32(&shared->reservation_failing) ||
+				(wanted_since != 0 &&
+				 shared_state_monotonic_micros() - wanted_since >
+				 (uint64) snowflake_reserve * 1000))
+				state_error = true;
+		}
 	}
 
 	if (node != SNOWFLAKE_NO_NODE)
@@ -509,6 +522,21 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("snowflake_high_water_honour() can only be called as a trigger"));
 	trigger = (TriggerData *) fcinfo->context;
+
+	/*
+	 * GRANTs alone cannot keep the marks to superusers: pg_write_all_data
+	 * writes every table.  A mark removed or lowered could let IDs repeat.
+	 */
+	if (!superuser())
+		ereport(ERROR,
+				errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				errmsg("only superusers may change %s",
+					   RelationGetRelationName(trigger->tg_relation)),
+				errdetail("It holds the high-water marks that keep snowflake IDs from "
+						  "repeating."));
+	if (TRIGGER_FIRED_BY_DELETE(trigger->tg_event) ||
+		TRIGGER_FIRED_BY_TRUNCATE(trigger->tg_event))
+		return PointerGetDatum(NULL);
 	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) ||
 		!TRIGGER_FIRED_AFTER(trigger->tg_event))
 		ereport(ERROR,

@@ -40,6 +40,9 @@ static int64 mark_file_marks[SNOWFLAKE_MAX_NODE + 1];
 static int64 mark_file_etcd_revisions[SNOWFLAKE_MAX_NODE + 1];
 static bool mark_file_loaded = false;
 
+/* The epoch the file was written under, from its first line; 0: not said. */
+static TimestampTz mark_file_epoch = 0;
+
 /* Milliseconds from the Unix epoch to snowflake.epoch. */
 static int64
 mark_file_epoch_offset(void)
@@ -59,6 +62,7 @@ mark_file_load(void)
 		return;
 	memset(mark_file_marks, 0, sizeof(mark_file_marks));
 	memset(mark_file_etcd_revisions, 0, sizeof(mark_file_etcd_revisions));
+	mark_file_epoch = 0;
 	file = AllocateFile(MARK_FILE_NAME, "r");
 	if (file == NULL)
 	{
@@ -79,7 +83,13 @@ mark_file_load(void)
 
 		lineno++;
 		if (lineno == 1 && strncmp(line, MARK_FILE_HEADER, strlen(MARK_FILE_HEADER)) == 0)
+		{
+			long long	epoch;
+
+			if (sscanf(line + strlen(MARK_FILE_HEADER), " epoch %lld", &epoch) == 1)
+				mark_file_epoch = (TimestampTz) epoch;
 			continue;
+		}
 		fields = sscanf(line, "%d %lld %lld %c", &node, &unix_millis, &revision, &extra);
 		if ((fields != 2 && fields != 3) || revision < 0 ||
 			node < 0 || node > SNOWFLAKE_MAX_NODE || unix_millis < 0 ||
@@ -116,6 +126,21 @@ mark_file_read(int node, int64 *etcd_revision)
 	return Max(mark_file_marks[node] - mark_file_epoch_offset(), 1);
 }
 
+/*
+ * The epoch the file's marks were written under, if it is not the one the
+ * server runs with: the marks are absolute times, but IDs of another epoch
+ * would still collide with new ones (no table row may be left to say so).
+ * Returns false when the file says nothing or the same epoch.
+ */
+bool
+mark_file_other_epoch(TimestampTz *other)
+{
+	mark_file_loaded = false;
+	mark_file_load();
+	*other = mark_file_epoch;
+	return mark_file_epoch != 0 && mark_file_epoch != snowflake_epoch;
+}
+
 /* Record the node's mark (ms since snowflake.epoch) durably. */
 void
 mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
@@ -129,7 +154,7 @@ mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
 	mark_file_etcd_revisions[node] = etcd_revision;
 
 	initStringInfo(&contents);
-	appendStringInfoString(&contents, MARK_FILE_HEADER "\n");
+	appendStringInfo(&contents, MARK_FILE_HEADER " epoch " INT64_FORMAT "\n", snowflake_epoch);
 	for (i = 0; i <= SNOWFLAKE_MAX_NODE; i++)
 		if (mark_file_marks[i] > 0)
 			appendStringInfo(&contents, "%d " INT64_FORMAT " " INT64_FORMAT "\n", i,

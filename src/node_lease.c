@@ -245,6 +245,12 @@ node_lease_keepalive(void *lost)
 		EtcdKeyValue kv;
 
 		etcd_get(node_key(node_lease_node), &kv);
+		if (etcd_take_revision_regression())
+		{
+			node_lease_data_lost = true;
+			*(bool *) lost = true;
+			return;
+		}
 		if (!kv.found || kv.lease != node_lease_id)
 		{
 			ereport(WARNING,

@@ -339,8 +339,8 @@ SettingsInit(void)
 	DefineCustomStringVariable("snowflake.database",
 							   "Database whose snowflake extension holds the "
 							   "high-water mark.",
-							   "The background worker creates the extension there "
-							   "if it is missing.",
+							   "Run CREATE EXTENSION snowflake there first; it must "
+							   "be owned by a superuser.",
 							   &snowflake_database,
 							   "postgres",
 							   PGC_POSTMASTER, 0,

@@ -74,6 +74,7 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->high_water, 0);
 		pg_atomic_init_u64(&shared->reservation_latency_us, 0);
 		pg_atomic_init_u32(&shared->reservation_wanted, 0);
+		pg_atomic_init_u64(&shared->reservation_wanted_since, 0);
 		ConditionVariableInit(&shared->progress_cv);
 		shared->worker_latch = NULL;
 		shared->clock_behind_by = 0;
@@ -352,6 +353,17 @@ shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 {
 	SnowflakeShared *shared = snowflake_shared;
 
+	/* No worker will reopen from these: their refusal must stand. */
+	switch ((SnowflakePhase) pg_atomic_read_u32(&shared->phase))
+	{
+		case SNOWFLAKE_PHASE_NO_NODE_ID:
+		case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
+		case SNOWFLAKE_PHASE_EPOCH_CHANGED:
+			return false;
+		default:
+			break;
+	}
+
 	if (same_epoch)
 	{
 		uint64		seen;
@@ -420,7 +432,11 @@ shared_state_wake_worker(void)
 {
 	Latch	   *latch;
 
+	uint64		none = 0;
+
 	pg_atomic_write_u32(&snowflake_shared->reservation_wanted, 1);
+	(void) pg_atomic_compare_exchange_u64(&snowflake_shared->reservation_wanted_since,
+										  &none, shared_state_monotonic_micros());
 	SpinLockAcquire(&snowflake_shared->error_lock);
 	latch = snowflake_shared->worker_latch;
 	SpinLockRelease(&snowflake_shared->error_lock);

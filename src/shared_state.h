@@ -67,6 +67,8 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 high_water;	/* last mark committed, ms since epoch */
 	pg_atomic_uint64 reservation_latency_us;	/* of the last commit */
 	pg_atomic_uint32 reservation_wanted;	/* a backend waits for one */
+	/* monotonic us since a backend has been waiting for one; 0: none */
+	pg_atomic_uint64 reservation_wanted_since;
 	ConditionVariable progress_cv;	/* broadcast on phase or reservation */
 	Latch	   *worker_latch;	/* under error_lock; NULL when none */
 	int64		clock_behind_by;	/* ms, when phase is CLOCK_BEHIND */

@@ -257,6 +257,8 @@ typedef struct WorkerFileMark
 	int			node;
 	int64		millis;			/* ms since the epoch; 0 for none */
 	int64		etcd_revision;	/* of the etcd mark this server wrote last */
+	bool		epoch_changed;	/* the file was written under another epoch */
+	TimestampTz other_epoch;
 } WorkerFileMark;
 
 static void
@@ -273,6 +275,7 @@ worker_read_mark_file(void *arg)
 {
 	WorkerFileMark *read = (WorkerFileMark *) arg;
 
+	read->epoch_changed = mark_file_other_epoch(&read->other_epoch);
 	read->millis = mark_file_read(read->node, &read->etcd_revision);
 }
 
@@ -534,6 +537,7 @@ worker_reserve(int64 target_millis)
 		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
 	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
 	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
+	pg_atomic_write_u64(&snowflake_shared->reservation_wanted_since, 0);
 	worker_forget_backend_error();
 
 	/* Covered: raise the etcd mark now, after the table, if its lead is short. */
@@ -603,11 +607,11 @@ worker_acquire_node(void)
 
 /* The marks were written under another epoch: issue nothing, ever. */
 static void pg_attribute_noreturn()
-worker_refuse_changed_epoch(TimestampTz other_epoch)
+worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
 {
-	worker_report(psprintf("snowflake.epoch was changed: the high-water table holds "
+	worker_report(psprintf("snowflake.epoch was changed: %s holds "
 						   "marks written under epoch %s, but the server runs with %s",
-						   pstrdup(timestamptz_to_str(other_epoch)),
+						   holder, pstrdup(timestamptz_to_str(other_epoch)),
 						   pstrdup(timestamptz_to_str(snowflake_epoch))),
 				  NULL,
 				  "Set snowflake.epoch back and restart the server. No IDs are issued.");
@@ -688,6 +692,7 @@ worker_open(int node)
 	int64		base;
 	int64		tolerated = worker_reservation_ahead() + snowflake_max_clock_rollback;
 	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
+	bool		own_etcd_mark;
 
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	for (;;)
@@ -710,12 +715,14 @@ worker_open(int node)
 	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 
 	if (mark.epoch_changed)
-		worker_refuse_changed_epoch(mark.other_epoch);
+		worker_refuse_changed_epoch(mark.other_epoch, "the high-water table");
 
 	while (!worker_run(worker_read_mark_file, &file_mark,
 					   "read the high-water mark in snowflake.marks"))
 		if (!worker_sleep(WORKER_RETRY_MS, false))
 			return false;
+	if (file_mark.epoch_changed)
+		worker_refuse_changed_epoch(file_mark.other_epoch, "the mark file snowflake.marks");
 	table_millis = Max(mark.found ? mark.mark_millis : 0, file_mark.millis);
 
 	if (worker_uses_etcd)
@@ -739,7 +746,16 @@ worker_open(int node)
 		}
 	}
 
-	base = shared_state_restart_above(Max(Max(table_millis, etcd_mark.millis),
+	/*
+	 * The etcd mark runs one to two TTLs ahead of the IDs.  When it is our
+	 * own last write, found unchanged, nobody else issued under the node id
+	 * and the table and the mark file bound our IDs closer: a crash restart
+	 * that gets its node id back waits for those, not for the etcd lead.
+	 */
+	own_etcd_mark = worker_uses_etcd && etcd_mark.trusted && etcd_mark.revision > 0 &&
+		etcd_mark.revision == file_mark.etcd_revision;
+	base = shared_state_restart_above(Max(Max(table_millis,
+											  own_etcd_mark ? 0 : etcd_mark.millis),
 										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])),
 									  node);
 	/* A mark honoured while the others were read, now that last_id is ours. */
@@ -753,9 +769,7 @@ worker_open(int node)
 	 * (another server held it, a node id new to this server, etcd's data
 	 * lost) is waited out.
 	 */
-	if (worker_uses_etcd &&
-		!(etcd_mark.trusted && etcd_mark.revision > 0 &&
-		  etcd_mark.revision == file_mark.etcd_revision) &&
+	if (worker_uses_etcd && !own_etcd_mark &&
 		!worker_wait_out_unknown_holder(node))
 		return false;
 
@@ -783,7 +797,8 @@ worker_open(int node)
 		 * went back: refused at once.
 		 */
 		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])) -
-			now > tolerated || etcd_mark.millis - now > tolerated + etcd_lead)
+			now > tolerated ||
+			(!own_etcd_mark && etcd_mark.millis - now > tolerated + etcd_lead))
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
 				worker_report(psprintf("the clock is %lld ms behind the high-water mark of "
@@ -806,7 +821,8 @@ worker_open(int node)
 
 	/* The clock has passed the mark: callers wait for the reservation. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-	while (!worker_reserve(generator_clock_millis() + worker_reservation_ahead()))
+	/* Never below the floor, even if the clock stepped back meanwhile. */
+	while (!worker_reserve(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
 		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
