@@ -35,3 +35,15 @@ CREATE TRIGGER t AFTER INSERT ON fake FOR EACH ROW EXECUTE FUNCTION snowflake_hi
 RESET ROLE;
 DROP TABLE fake;
 DROP ROLE marks_intruder;
+-- pg_write_all_data writes every table whatever its grants: not the marks.
+INSERT INTO snowflake_high_water (node_id, epoch, high_water)
+VALUES (8, current_setting('snowflake.epoch')::timestamptz, clock_timestamp());
+CREATE ROLE marks_writer IN ROLE pg_write_all_data;
+SET ROLE marks_writer;
+DELETE FROM snowflake_high_water;
+UPDATE snowflake_high_water SET high_water = high_water - interval '1 day';
+INSERT INTO snowflake_high_water (node_id, epoch, high_water)
+VALUES (9, current_setting('snowflake.epoch')::timestamptz, clock_timestamp());
+RESET ROLE;
+SELECT count(*) AS rows_left FROM snowflake_high_water;
+DROP ROLE marks_writer;
