@@ -83,7 +83,7 @@ static void pg_attribute_noreturn()
 generator_fail(int sqlstate, const char *message, const char *detail,
 			   const char *hint)
 {
-	shared_state_set_last_error(message);
+	shared_state_set_backend_error(message);
 	ereport(ERROR,
 			errcode(sqlstate),
 			errmsg("%s", message),

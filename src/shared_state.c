@@ -95,6 +95,7 @@ shared_state_startup(void)
 			pg_atomic_init_u64(&shared->honour_floor[i], 0);
 		pg_atomic_init_u32(&shared->reopen_wanted, 0);
 		pg_atomic_init_u32(&shared->reservation_failing, 0);
+		pg_atomic_init_u64(&shared->backend_error_at_id, 0);
 		pg_atomic_init_u32(&shared->connect_attempts, 0);
 		pg_atomic_init_u32(&shared->marks_checks, 0);
 		pg_atomic_init_u64(&shared->node_migrations, 0);
@@ -139,6 +140,23 @@ shared_state_set_last_error(const char *message)
 	SpinLockAcquire(&snowflake_shared->error_lock);
 	strlcpy(snowflake_shared->last_error, message, SNOWFLAKE_LAST_ERROR_LEN);
 	SpinLockRelease(&snowflake_shared->error_lock);
+}
+
+/* An error a backend met, kept until an ID is issued after it. */
+void
+shared_state_set_backend_error(const char *message)
+{
+	pg_atomic_write_u64(&snowflake_shared->backend_error_at_id,
+						pg_atomic_read_u64(&snowflake_shared->last_id) & ~SNOWFLAKE_CLOSED_BIT);
+	shared_state_set_last_error(message);
+}
+
+/* Whether an ID was issued since a backend last reported an error. */
+bool
+shared_state_ids_moved_on(void)
+{
+	return (pg_atomic_read_u64(&snowflake_shared->last_id) & ~SNOWFLAKE_CLOSED_BIT) !=
+		pg_atomic_read_u64(&snowflake_shared->backend_error_at_id);
 }
 
 void

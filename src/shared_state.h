@@ -119,6 +119,9 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 honour_floor[SNOWFLAKE_MAX_NODE + 1];
 	pg_atomic_uint32 reopen_wanted;
 
+	/* last_id when a backend last wrote last_error: cleared once IDs move on */
+	pg_atomic_uint64 backend_error_at_id;
+
 	/* Set while the worker's reservations fail, for an honest state. */
 	pg_atomic_uint32 reservation_failing;
 
@@ -178,6 +181,8 @@ extern bool snowflake_in_worker;
 extern void SharedStateInit(void);
 extern void shared_state_report_not_preloaded(const char *hint) pg_attribute_noreturn();
 extern void shared_state_set_last_error(const char *message);
+extern void shared_state_set_backend_error(const char *message);
+extern bool shared_state_ids_moved_on(void);
 extern void shared_state_get_last_error(char *buf);
 extern void shared_state_set_refusal(const char *message, const char *hint);
 extern void shared_state_get_refusal(char *message, char *hint);

@@ -178,9 +178,9 @@ worker_problems_over(const char *step)
 }
 
 /*
- * IDs flow again: an error a backend left in last_error (a wait that timed
- * out, a clock step) is no longer what is wrong now.  The worker's own
- * problems still pending stay.
+ * IDs flow again (one was issued since): an error a backend left in
+ * last_error (a wait that timed out, a clock step) is no longer what is
+ * wrong now.  The worker's own problems still pending stay.
  */
 static void
 worker_forget_backend_error(void)
@@ -189,7 +189,7 @@ worker_forget_backend_error(void)
 	int			i;
 
 	shared_state_get_last_error(last_error);
-	if (last_error[0] == '\0')
+	if (last_error[0] == '\0' || !shared_state_ids_moved_on())
 		return;
 	for (i = 0; i < worker_problem_count; i++)
 		if (strcmp(worker_problems[i].message, last_error) == 0)
