@@ -4,10 +4,11 @@
 -- refused; the table copy in any other database changes nothing.
 --
 \c postgres
--- A mark 2 s ahead of the clock for this server's node (7): the next ID is
+-- A mark 1.5 s ahead of the clock for this server's node (7), within
+-- reserve + max_clock_rollback (2 s), so waited out: the next ID is
 -- above it, although the worker had reserved less.
 INSERT INTO snowflake_high_water (node_id, epoch, high_water)
-VALUES (7, current_setting('snowflake.epoch')::timestamptz, clock_timestamp() + interval '2 s')
+VALUES (7, current_setting('snowflake.epoch')::timestamptz, clock_timestamp() + interval '1.5 s')
 RETURNING high_water AS inserted_mark \gset
 SELECT snowflake_timestamp(snowflake_nextval()) > :'inserted_mark'::timestamptz AS next_id_above_mark;
 -- Two rows of node 7 now (a restore adds one): the mark is the higher, and
