@@ -280,6 +280,68 @@ settings_check_etcd_prefix(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A number setting that PostgreSQL rejects in postgresql.conf (out of its
+ * range, a unit it does not know) only draws a WARNING, and the default
+ * applies: for these settings that would be a server that is not configured
+ * the way the operator wrote.  PostgreSQL checks range and unit before any
+ * check hook, so the text the file gave is taken, while it is still a
+ * placeholder, and judged again once the setting is defined.
+ */
+typedef struct SettingsConfiguredInt
+{
+	const char *name;
+	int			flags;
+	int			min;
+	int			max;
+	char	   *text;			/* as postgresql.conf gave it, or NULL */
+} SettingsConfiguredInt;
+
+#define SETTINGS_MAX_MS			(3600 * 1000)
+#define SETTINGS_MIN_RESERVE	10
+#define SETTINGS_MIN_TTL		2
+#define SETTINGS_MAX_TTL		3600
+#define SETTINGS_MIN_TIMEOUT	10
+#define SETTINGS_MAX_TIMEOUT	60000
+
+static SettingsConfiguredInt settings_checked_ints[] = {
+	{"snowflake.max_clock_rollback", GUC_UNIT_MS, 0, SETTINGS_MAX_MS, NULL},
+	{"snowflake.reserve", GUC_UNIT_MS, SETTINGS_MIN_RESERVE, SETTINGS_MAX_MS, NULL},
+	{"snowflake.etcd_lease_ttl", GUC_UNIT_S, SETTINGS_MIN_TTL, SETTINGS_MAX_TTL, NULL},
+	{"snowflake.etcd_timeout", GUC_UNIT_MS, SETTINGS_MIN_TIMEOUT, SETTINGS_MAX_TIMEOUT, NULL},
+};
+
+static void
+settings_note_configured_ints(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(settings_checked_ints); i++)
+	{
+		const char *text = GetConfigOption(settings_checked_ints[i].name, true, false);
+
+		settings_checked_ints[i].text = text ? pstrdup(text) : NULL;
+	}
+}
+
+static void
+settings_judge_configured_ints(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(settings_checked_ints); i++)
+	{
+		SettingsConfiguredInt *setting = &settings_checked_ints[i];
+		int			value;
+
+		if (setting->text == NULL || snowflake_rejected_setting != NULL)
+			continue;
+		if (!parse_int(setting->text, &value, setting->flags, NULL) ||
+			value < setting->min || value > setting->max)
+			snowflake_rejected_setting = setting->name;
+	}
+}
+
 bool
 settings_etcd_in_use(void)
 {
@@ -290,6 +352,8 @@ settings_etcd_in_use(void)
 void
 SettingsInit(void)
 {
+	settings_note_configured_ints();
+
 	DefineCustomIntVariable("snowflake.node_id",
 							"Node id (0..1023) put in every ID this server issues.",
 							"-1 means unset: no IDs are issued until it is set. "
@@ -322,7 +386,7 @@ SettingsInit(void)
 							"rather than reported as an error.",
 							NULL,
 							&snowflake_max_clock_rollback,
-							1000, 0, 3600 * 1000,
+							1000, 0, SETTINGS_MAX_MS,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
@@ -332,7 +396,7 @@ SettingsInit(void)
 							"IDs are issued only up to a mark already committed "
 							"to the high-water table.",
 							&snowflake_reserve,
-							1000, 10, 3600 * 1000,
+							1000, SETTINGS_MIN_RESERVE, SETTINGS_MAX_MS,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
@@ -378,7 +442,7 @@ SettingsInit(void)
 							"IDs stop once the lease may have expired; a dead "
 							"server's node id is free after this long.",
 							&snowflake_etcd_lease_ttl,
-							10, 2, 3600,
+							10, SETTINGS_MIN_TTL, SETTINGS_MAX_TTL,
 							PGC_POSTMASTER, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
@@ -386,7 +450,7 @@ SettingsInit(void)
 							"Time limit of one request to one etcd endpoint.",
 							NULL,
 							&snowflake_etcd_timeout,
-							1000, 10, 60000,
+							1000, SETTINGS_MIN_TIMEOUT, SETTINGS_MAX_TIMEOUT,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
@@ -416,6 +480,8 @@ SettingsInit(void)
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
+
+	settings_judge_configured_ints();
 
 	/*
 	 * etcd mode without an endpoint has nowhere to lease a node id from:

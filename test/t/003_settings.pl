@@ -123,6 +123,25 @@ is($node->safe_psql('postgres', 'SHOW snowflake.node_source'), 'guc',
 	'and SHOW gives the canonical name');
 $offset = restart_with("snowflake.node_id = 9\nsnowflake.node_source = guc\n");
 
+# A number setting PostgreSQL rejects (out of range, an unknown unit) would
+# fall back to its default with a WARNING: the extension refuses instead.
+for my $bad ("snowflake.etcd_lease_ttl = '2h'", "snowflake.reserve = '10 ss'",
+	"snowflake.max_clock_rollback = -5", "snowflake.etcd_timeout = 0")
+{
+	my ($name) = $bad =~ /^(\S+)/;
+	# Lines added later win: the others are set valid again first.
+	$offset = restart_with("snowflake.etcd_lease_ttl = 10\nsnowflake.reserve = 1000\n"
+		  . "snowflake.max_clock_rollback = 1000\nsnowflake.etcd_timeout = 1000\n$bad\n");
+	ok($node->log_contains(qr/parameter "\Q$name\E"/, $offset),
+		"$bad: PostgreSQL's own WARNING names the setting");
+	like(nextval_error(), qr/22023: snowflake is not issuing IDs because the configured value of \Q$name\E was rejected/,
+		"$bad: no ID is issued under the default");
+}
+$offset = restart_with("snowflake.etcd_lease_ttl = 10\nsnowflake.reserve = 1000\n"
+	  . "snowflake.max_clock_rollback = 1000\nsnowflake.etcd_timeout = 1000\n");
+is($node->safe_psql('postgres', 'SELECT snowflake_node(snowflake_nextval())'), 9,
+	'with those settings valid again, IDs flow');
+
 # Malformed etcd settings name the setting and issue nothing.
 foreach my $bad ("snowflake.etcd_endpoints = '127.0.0.1:2379'",
 	"snowflake.etcd_endpoints = 'http://127.0.0.1:2379,ftp://x'",
