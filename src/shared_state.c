@@ -217,6 +217,28 @@ shared_state_set_phase(SnowflakePhase phase)
 }
 
 /*
+ * last_id moved from old_id to new_id, a floor with a full sequence that no
+ * ID carries.  Keep ids_generated right (the IDs of the old value's
+ * millisecond are done; the new value's sequence stands for none, whether
+ * in the same millisecond or a later one), and remember what status shows
+ * as the last timestamp until a real ID follows.
+ */
+static void
+shared_state_note_floor(uint64 old_id, uint64 new_id)
+{
+	SnowflakeShared *shared = snowflake_shared;
+	uint64		old = old_id & ~SNOWFLAKE_CLOSED_BIT;
+
+	pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
+							snowflake_sequence_of((int64) old) + 1);
+	pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
+	if (old != pg_atomic_read_u64(&shared->placeholder_id))
+		pg_atomic_write_u64(&shared->previous_last_millis,
+							(uint64) snowflake_millis((int64) old));
+	pg_atomic_write_u64(&shared->placeholder_id, new_id & ~SNOWFLAKE_CLOSED_BIT);
+}
+
+/*
  * Called by the worker while the phase keeps backends away: make the next ID
  * fall in a millisecond after both mark_millis and every ID already issued
  * (a restarted worker finds IDs of this run in shared memory), and reopen a
@@ -271,24 +293,8 @@ shared_state_restart_above(int64 mark_millis, int node)
 			break;
 	}
 
-	/* What status shows as the last timestamp until a real ID follows. */
-	if ((old_id & ~SNOWFLAKE_CLOSED_BIT) !=
-		pg_atomic_read_u64(&shared->placeholder_id) &&
-		shared_state_ids_generated() > 0)
-		pg_atomic_write_u64(&shared->previous_last_millis,
-							(uint64) snowflake_millis((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)));
-	pg_atomic_write_u64(&shared->placeholder_id, new_id);
-
 	if (new_id != (old_id & ~SNOWFLAKE_CLOSED_BIT))
-	{
-		/*
-		 * Keep ids_generated right: the IDs of the old millisecond are done,
-		 * and the new value's full sequence stands for no ID.
-		 */
-		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
-								snowflake_sequence_of((int64) (old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
-		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
-	}
+		shared_state_note_floor(old_id, new_id);
 
 	/* Nothing above the floor until the worker commits a reservation. */
 	pg_atomic_write_u64(&shared->reserved_until, floor_millis);
@@ -337,20 +343,7 @@ shared_state_raise_last_id(uint64 *old_id, int node, int64 mark_millis, bool clo
 		if (pg_atomic_compare_exchange_u64(&shared->last_id, old_id, new_id))
 			break;
 	}
-	/* The old millisecond's IDs are done; the new sequence is no ID. */
-	if (snowflake_millis((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)) != mark_millis)
-	{
-		pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
-								snowflake_sequence_of((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)) + 1);
-		pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
-	}
-	else
-		pg_atomic_fetch_add_u64(&shared->uncounted_ids,
-								SNOWFLAKE_MAX_SEQUENCE - snowflake_sequence_of((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)));
-	if ((*old_id & ~SNOWFLAKE_CLOSED_BIT) != pg_atomic_read_u64(&shared->placeholder_id))
-		pg_atomic_write_u64(&shared->previous_last_millis,
-							(uint64) snowflake_millis((int64) (*old_id & ~SNOWFLAKE_CLOSED_BIT)));
-	pg_atomic_write_u64(&shared->placeholder_id, new_id & ~SNOWFLAKE_CLOSED_BIT);
+	shared_state_note_floor(*old_id, new_id);
 	return true;
 }
 

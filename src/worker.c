@@ -481,6 +481,16 @@ worker_reopen_wanted(void)
 	return pg_atomic_read_u32(&snowflake_shared->reopen_wanted) != 0;
 }
 
+/* Raise the etcd mark of the node served to at least millis. */
+static bool
+worker_raise_etcd_mark(int64 millis)
+{
+	NodeMark	etcd_mark = {worker_node, millis};
+
+	return worker_run(node_lease_raise_mark, &etcd_mark,
+					  "raise the high-water mark in etcd");
+}
+
 /*
  * Commit a mark of target_millis, in the table and the mark file, then let
  * the generator issue up to it.  In etcd mode the etcd mark must cover it
@@ -501,15 +511,9 @@ worker_reserve(int64 target_millis)
 	 * already does, the table goes first and the etcd mark is raised after,
 	 * if its lead runs short: a slow etcd then holds up only that raise.
 	 */
-	if (!covered)
-	{
-		NodeMark	etcd_mark = {worker_node, target_millis + 2 * ttl_ms};
-
-		if (!worker_run(node_lease_raise_mark, &etcd_mark,
-						"raise the high-water mark in etcd") &&
-			!node_lease_mark_covers(worker_node, target_millis))
-			goto failed;
-	}
+	if (!covered && !worker_raise_etcd_mark(target_millis + 2 * ttl_ms) &&
+		!node_lease_mark_covers(worker_node, target_millis))
+		goto failed;
 	if (!worker_run(mark_store_write, &write, "reserve the high-water mark"))
 		goto failed;
 	if (write.refusal.message != NULL)
@@ -543,12 +547,7 @@ worker_reserve(int64 target_millis)
 	/* Covered: raise the etcd mark now, after the table, if its lead is short. */
 	if (covered && worker_uses_etcd &&
 		!node_lease_mark_covers(worker_node, target_millis + ttl_ms))
-	{
-		NodeMark	etcd_mark = {worker_node, target_millis + 2 * ttl_ms};
-
-		(void) worker_run(node_lease_raise_mark, &etcd_mark,
-						  "raise the high-water mark in etcd");
-	}
+		(void) worker_raise_etcd_mark(target_millis + 2 * ttl_ms);
 	return true;
 
 failed:
