@@ -3,9 +3,12 @@
 # PostgreSQL agrees to run as.  Sourced, not run.
 
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# PG_BIN may name the bin directory of a relocated copy of the PostgreSQL
+# installation, so that several trees build and test side by side without
+# installing over each other.
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=$PG_BIN/pg_config
-PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+PGXS_DIR=$(dirname "$PG_BIN")/lib/pgxs
 
 # as_root CMD...: root runs it as is, anyone else through sudo.
 as_root() {
@@ -87,4 +90,19 @@ check() {	# description command...
 		sed 's/^/#   /' "$work/check.out"
 		failures=$((failures + 1))
 	fi
+}
+
+# SOAK_PACKAGES: what the nemesis soak (test/soak/nemesis.pl) needs.
+SOAK_PACKAGES="libipc-run-perl libdbd-pg-perl etcd-server etcd-client"
+
+# run_soak DIR ARGS...: the nemesis soak on the project copy DIR (owned by
+# the server user, extension installed), with its arguments (--seconds,
+# --seed, --report).  Its TAP output and summary go to stdout.
+run_soak() {
+	local dir=$1
+	shift
+	(cd "$dir" && as_server_user env \
+		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+		TESTDIR="$dir" PGXS_DIR="$PGXS_DIR" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
+		perl -I "$PGXS_DIR/src/test/perl" -I "$dir/test/lib" test/soak/nemesis.pl "$@")
 }

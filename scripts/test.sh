@@ -2,7 +2,8 @@
 # Runs every test of snowflake: installs what a fresh Debian 12 lacks,
 # builds with -Werror and assertions, installs, then runs the pg_regress
 # suite (sql/, expected/) on its own preloaded throwaway server and each TAP
-# suite (test/t/*.pl) on the servers it starts.  Ends with one line
+# suite (test/t/*.pl) on the servers it starts, then the nemesis soak
+# (test/soak/nemesis.pl) with a fixed and a random seed.  Ends with one line
 # "N passed, N failed" and exits non-zero on any failure.
 #
 #   bash scripts/test.sh                      everything
@@ -15,7 +16,7 @@ PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 
 install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
 	libipc-run-perl faketime libcurl4-openssl-dev etcd-server etcd-client openssl \
-	postgresql-server-dev-all debhelper build-essential gnuplot-nox
+	postgresql-server-dev-all debhelper build-essential gnuplot-nox $SOAK_PACKAGES
 passed=0
 failed=0
 
@@ -115,6 +116,24 @@ fi
 for f in "${tap_files[@]}"; do
 	run_tap "$f"
 done
+
+# The nemesis soak (test/soak/nemesis.pl, also bash scripts/soak.sh): 30 s
+# of random faults with a fixed seed, so a regression shows the same way
+# every time, and 30 s with a new seed, so the runs together cover more.
+soak() {
+	echo "== soak $*"
+	if run_soak "$work" "$@"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		tail -n 80 "$work"/tmp_check/log/regress_log_nemesis 2>/dev/null
+	fi
+	rm -rf "$work/tmp_check"
+}
+if [ $# -eq 0 ]; then
+	soak --seconds 30 --seed 20261201
+	soak --seconds 30 --seed random
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
