@@ -38,6 +38,7 @@ GetOptions(\%opt, 'seconds=i', 'seed=s', 'ttl=i', 'clients=i', 'pace=f', 'report
 my $seed = $opt{seed} eq 'random' ? random_seed() : $opt{seed};
 die "the seed must be a number: $seed\n" unless $seed =~ /^\d+$/;
 my $ttl = $opt{ttl};
+diag("soak seed $seed, $opt{seconds} s of faults (replay: bash scripts/soak.sh --seconds $opt{seconds} --seed $seed)");
 
 # The layout the IDs are decoded with (node bits above sequence bits).
 my ($NODE_BITS, $SEQUENCE_BITS) = (10, 12);
@@ -715,6 +716,19 @@ is($lost, 0, 'every ID a client saw committed is in its server\'s table');
 is($out_of_order, 0, 'per node id, IDs follow the real-time order of the calls')
   or diag($order_list);
 is($not_recovered, '', 'every server issues again once the faults are undone');
+
+# The faults kill whole servers, the postmaster first, so a process that
+# died of a signal under a running postmaster, a failed assertion or a
+# PANIC is the server's own crash (restart_after_crash is off in these
+# servers: a crash stops the server, and a later fault could hide that).
+my @crashes;
+for my $s (@servers)
+{
+	my $log = PostgreSQL::Test::Utils::slurp_file($s->{node}->logfile);
+	push @crashes, map { "$s->{name}: $_" }
+	  grep { /terminated by signal|^TRAP:|PANIC:/ } split /\n/, $log;
+}
+is(scalar(@crashes), 0, 'no server process crashed') or diag(join("\n", @crashes[0 .. ($#crashes < 9 ? $#crashes : 9)]));
 ok($ids_checked > 0, 'the clients were handed IDs');
 
 if (!Test::More->builder->is_passing)
