@@ -2,8 +2,10 @@
 # Runs every test of snowflake: installs what a fresh Debian 12 lacks,
 # builds with -Werror and assertions, installs, then runs the pg_regress
 # suite (sql/, expected/) on its own preloaded throwaway server and each TAP
-# suite (test/t/*.pl) on the servers it starts.  Ends with one line
-# "N passed, N failed" and exits non-zero on any failure.
+# suite (test/t/*.pl) on the servers it starts, through the Makefile's
+# `make installcheck` and `make prove_installcheck`, as a user PostgreSQL
+# runs as (postgres when run as root) in a copy of the tree that user owns.
+# Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 #   bash scripts/test.sh                      everything
 #   bash scripts/test.sh test/t/002_x.pl ...  only these TAP suites
@@ -81,13 +83,14 @@ run_regress() {
 	failed=$((failed + bad))
 }
 
+# One TAP suite through the Makefile's prove_installcheck, so that it runs
+# exactly as `make prove_installcheck PROVE_TESTS=...` runs it for a
+# developer; a failure shows the servers' logs.
 run_tap() {
-	local file=$1 log
+	local file=${1#"$PROJECT_DIR"/} log
 	echo "== $file"
-	if (cd "$work" && as_server_user env \
-		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-		TESTDIR="$work" PGXS_DIR="$PGXS_DIR" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
-		prove -I "$PGXS_DIR/src/test/perl" -I "$work/test/lib" "$file"); then
+	if as_server_user env PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
+		make -s -C "$work" PG_CONFIG="$PG_CONFIG" prove_installcheck PROVE_TESTS="$file"; then
 		passed=$((passed + 1))
 	else
 		failed=$((failed + 1))
