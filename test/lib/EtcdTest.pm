@@ -642,10 +642,7 @@ sub start_hostile_etcd
 sub set_hostile_mode
 {
 	my ($h, $mode) = @_;
-	open(my $fh, '>', "$h->{modefile}.tmp") or die;
-	print $fh "$mode\n";
-	close($fh);
-	rename("$h->{modefile}.tmp", $h->{modefile}) or die;
+	replace_file($h->{modefile}, "$mode\n");
 	return;
 }
 

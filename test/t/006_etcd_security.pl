@@ -14,7 +14,6 @@ use lib 'test/lib';
 use SnowflakeTest;
 use EtcdTest;
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
 # Waits until the server has counted etcd errors, then checks it holds
 # no node id and issues nothing.
