@@ -8,6 +8,7 @@
 use strict;
 use warnings;
 
+use File::Basename ();
 use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 'test/lib';
@@ -126,9 +127,12 @@ is($rc, 0, 'and IDs issued');
 $node->stop('fast');
 ok(!defined $both->get_key($both->prefix . "/nodes/$st->{node_id}"), 'clean stop revokes');
 
+# Each server's log, named as PostgreSQL::Test::Cluster names it: after
+# this script and the server.
+my $script = File::Basename::basename($0, '.pl');
 for my $name (qw(tls tls_nocert tls_wrongca tls_as_http auth auth_wrongpw auth_none tls_auth))
 {
-	my $log = PostgreSQL::Test::Utils::slurp_file("$PostgreSQL::Test::Utils::log_path/006_etcd_security_$name.log");
+	my $log = PostgreSQL::Test::Utils::slurp_file("$PostgreSQL::Test::Utils::log_path/${script}_$name.log");
 	unlike($log, qr/terminated by signal|server process .* was terminated/, "$name: no server process crashed");
 }
 done_testing();
