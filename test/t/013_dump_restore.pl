@@ -211,11 +211,13 @@ open(my $fh, '>', $script) or die;
 print $fh "INSERT INTO hammer (id) VALUES (snowflake_nextval());\n";
 close($fh);
 my ($hammer_out, $hammer_err) = ('', '');
+# -T is only an upper bound: the clients are stopped once they took IDs
+# after the restore.
 my $hammer = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '4', '-T', '12', '-f', $script, '-h', $during->host,
+	[ 'pgbench', '-n', '-c', '4', '-T', '60', '-f', $script, '-h', $during->host,
 	  '-p', $during->port, 'postgres' ],
 	'>', \$hammer_out, '2>', \$hammer_err);
-sleep 1;
+poll_until($during, 'postgres', 'SELECT count(*) > 0 FROM hammer', 30);
 cmp_ok(query($during, 'SELECT count(*) FROM hammer'), '>', 0,
 	'during_load: clients are taking IDs when the restore starts');
 restore_both($during, 'during_load');
@@ -223,7 +225,8 @@ restore_both($during, 'during_load');
 # restore returned (n is evaluated before id).
 my $n_after = query($during, 'SELECT last_value FROM hammer_n_seq');
 check_after_restore($during, 'during_load');
-$hammer->finish;
+poll_until($during, 'postgres', "SELECT count(*) >= 1000 FROM hammer WHERE n > $n_after", 30);
+$hammer->kill_kill;
 cmp_ok(query($during, "SELECT count(*) FROM hammer WHERE n > $n_after"), '>', 0,
 	'during_load: the clients kept taking IDs after the restore');
 is(query($during, "SELECT count(*) FROM hammer WHERE n > $n_after AND id <= $max_node3"), 0,
