@@ -89,24 +89,56 @@ run_regress() {
 	failed=$((failed + bad))
 }
 
-# One TAP suite through the Makefile's prove_installcheck, so that it runs
+# run_tap FILE [DIR]: one TAP suite through the Makefile's
+# prove_installcheck in the copy DIR (default $work), so that it runs
 # exactly as `make prove_installcheck PROVE_TESTS=...` runs it for a
-# developer; a failure shows the servers' logs.
+# developer; a failure shows the servers' logs.  Fails if the suite does.
 run_tap() {
-	local file=${1#"$PROJECT_DIR"/} log
+	local file=${1#"$PROJECT_DIR"/} dir=${2:-$work} log rc=0
 	echo "== $file"
-	if as_server_user env PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
-		make -s -C "$work" PG_CONFIG="$PG_CONFIG" prove_installcheck PROVE_TESTS="$file"; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		for log in "$work"/tmp_check/log/*; do
+	as_server_user env PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
+		${PG_TEST_PORT_DIR:+PG_TEST_PORT_DIR="$PG_TEST_PORT_DIR"} \
+		make -s -C "$dir" PG_CONFIG="$PG_CONFIG" prove_installcheck PROVE_TESTS="$file" || rc=1
+	if [ "$rc" -ne 0 ]; then
+		for log in "$dir"/tmp_check/log/*; do
 			[ -f "$log" ] || continue
 			echo "---- tail of $log"
 			tail -n 60 "$log"
 		done
 	fi
-	rm -rf "$work/tmp_check/log"
+	rm -rf "$dir/tmp_check/log"
+	return "$rc"
+}
+
+# TAP_JOBS=N runs up to N TAP suites at a time (default 1, one after the
+# other), each in a copy of the tree of its own, the ports they pick
+# reserved in one directory they share (PostgreSQL::Test::Cluster's
+# PG_TEST_PORT_DIR); each suite's output is shown, in suite order, once all
+# ended.  Most suites spend their time waiting for leases, retries and
+# clocks, which overlaps well; suites that bound latencies then share the
+# CPUs with another.
+run_taps_side_by_side() {
+	local jobs=$1 i f rc
+	export PG_TEST_PORT_DIR=$work/portlock
+	mkdir -p "$PG_TEST_PORT_DIR"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$PG_TEST_PORT_DIR"
+	for i in "${!tap_files[@]}"; do
+		while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
+			wait -n
+		done
+		(
+			dir=$(server_owned_copy)
+			run_tap "${tap_files[$i]}" "$dir" >"$work/tap.$i.out" 2>&1
+			echo $? >"$work/tap.$i.rc"
+			rm -rf "$dir"
+		) &
+	done
+	wait
+	for i in "${!tap_files[@]}"; do
+		cat "$work/tap.$i.out"
+		rc=$(cat "$work/tap.$i.rc" 2>/dev/null || echo 1)
+		if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+	done
 }
 
 if [ $# -gt 0 ]; then
@@ -121,9 +153,13 @@ else
 		[ -e "$f" ] && tap_files+=("test/t/$(basename "$f")")
 	done
 fi
-for f in "${tap_files[@]}"; do
-	run_tap "$f"
-done
+if [ "${TAP_JOBS:-1}" -gt 1 ]; then
+	run_taps_side_by_side "$TAP_JOBS"
+else
+	for f in "${tap_files[@]}"; do
+		if run_tap "$f"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+	done
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
