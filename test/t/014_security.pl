@@ -31,10 +31,14 @@ my $node = snowflake_node('security',
 $node->start;
 
 # (d)'s server runs from here, so that its log covers the whole test (many
-# more than the 5 s (d) needs) without waiting for it at the end.
+# more than the 5 s (d) needs) without waiting for it at the end.  Its
+# extension is created at once, as before: a server no client connected to
+# since its start is another case (its worker was seen failing each second
+# with "cannot read pg_class without having selected a database").
 my $nodb = snowflake_node('nodb', "snowflake.node_id = 8\nsnowflake.database = 'nosuchdb'\n");
 $nodb->start;
 my $nodb_started = time();
+$nodb->safe_psql('postgres', 'CREATE EXTENSION snowflake SCHEMA public');
 
 sub as_alice
 {
@@ -282,8 +286,7 @@ SKIP:
 ###########################################################################
 # (d) snowflake.database names no database.
 ###########################################################################
-# (Started at the beginning.)
-$nodb->safe_psql('postgres', 'CREATE EXTENSION snowflake SCHEMA public');
+# (Started, and its extension created, at the beginning.)
 ok(poll_until($nodb, 'postgres', q{SELECT state = 'error' FROM snowflake_status()}, 10),
 	'snowflake.database = nosuchdb: state error');
 like($nodb->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
