@@ -17,8 +17,12 @@ PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
 EXTENSION = snowflake
 DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql snowflake--1.1--1.2.sql
 
-# pg_regress starts its own preloaded throwaway server (no installcheck
-# against a stranger's server is needed).
+# Tests, after `make install`, as a user that may run PostgreSQL (not root;
+# scripts/test.sh runs them as postgres in a copy of the tree it owns):
+#   make installcheck          pg_regress (sql/, expected/)
+#   make prove_installcheck    the TAP suites (test/t/*.pl), or only some:
+#     make prove_installcheck PROVE_TESTS=test/t/003_settings.pl
+# Both start their own preloaded throwaway servers: none has to be running.
 REGRESS = setup layout functions errors status catalog search_path convert_column marks
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
@@ -26,6 +30,14 @@ PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
 # libcurl talks to etcd (node ids leased from etcd).
 SHLIB_LINK = $(shell curl-config --libs)
 
+PROVE_TESTS ?= test/t/*.pl
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS's recipe (prove with PostgreSQL::Test's modules, PG_REGRESS and the
+# server binaries on PATH), kept out of installcheck so that each runs alone.
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)

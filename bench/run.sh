@@ -41,14 +41,15 @@
 #
 set -euo pipefail
 
-readonly PGBIN=/usr/lib/postgresql/15/bin
-export PATH="$PGBIN:$PATH"
 # Plain number formatting, whatever the caller's locale.
 export LC_ALL=C
 
 readonly BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly RESULTS_DIR="$BENCH_DIR/results"
 readonly PROJECT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+# as_server_user and the throwaway server's setup, as the tests use them.
+. "$PROJECT_DIR/scripts/lib.sh"
+export PATH="$PG_BIN:$PATH"
 readonly RESULTS_MD="$BENCH_DIR/results.md"
 readonly CHART_PNG="$PROJECT_DIR/docs/bench-inserts.png"
 readonly README="$PROJECT_DIR/README.md"
@@ -87,15 +88,6 @@ log() {
 die() {
 	printf 'run.sh: error: %s\n' "$*" >&2
 	exit 1
-}
-
-# PostgreSQL refuses to run as root, so root hands the server to `postgres`.
-as_server_user() {
-	if [[ $EUID -eq 0 ]]; then
-		runuser -u postgres -- "$@"
-	else
-		"$@"
-	fi
 }
 
 # psql against the benchmark database; unaligned, tuples only, tab-separated.
@@ -169,7 +161,7 @@ cleanup() {
 stop_server() {
 	local pid_file="$DATA_DIR/postmaster.pid" pid i
 	[[ -f $pid_file ]] || return 0
-	if as_server_user pg_ctl stop -D "$DATA_DIR" -m fast -w -t 30 >/dev/null 2>&1; then
+	if stop_throwaway_server "$WORK_DIR" 2>/dev/null; then
 		return 0
 	fi
 	# pg_ctl could not do it (e.g. it was interrupted): signal the postmaster.
@@ -194,8 +186,7 @@ start_server() {
 	fi
 
 	log "initdb in $WORK_DIR"
-	as_server_user initdb -D "$DATA_DIR" -U postgres --auth=trust \
-		--encoding=UTF8 --locale=C --no-sync >/dev/null
+	init_throwaway_server "$WORK_DIR" 1 --encoding=UTF8 --locale=C --no-sync
 
 	port=$(pick_port)
 	# synchronous_commit = off and autovacuum = off apply to every key type
@@ -204,11 +195,7 @@ start_server() {
 	cat >>"$DATA_DIR/postgresql.conf" <<-EOF
 
 	# --- snowflake benchmark ---
-	listen_addresses = ''
-	unix_socket_directories = '$WORK_DIR'
 	port = $port
-	shared_preload_libraries = 'snowflake'
-	snowflake.node_id = 1
 	max_connections = 40
 	shared_buffers = 512MB
 	synchronous_commit = off
@@ -219,7 +206,7 @@ start_server() {
 	EOF
 
 	log "starting the server on port $port (socket only)"
-	as_server_user pg_ctl start -D "$DATA_DIR" -l "$SERVER_LOG" -w -t 60 >/dev/null
+	start_throwaway_server "$WORK_DIR"
 
 	export PGHOST="$WORK_DIR" PGPORT="$port" PGUSER=postgres PGDATABASE=bench
 	# keeps "table does not exist, skipping" notices out of the output
@@ -329,7 +316,7 @@ run_session_tests() {
 # is measured again; skipped when etcd is not installed.
 ETCD_PID=""
 run_etcd_mode_test() {
-	local client_port peer_port i state
+	local client_port peer_port i
 	if ! command -v etcd >/dev/null; then
 		log "etcd not installed: etcd mode not measured"
 		return 0
@@ -351,26 +338,22 @@ run_etcd_mode_test() {
 		sleep 0.2
 	done
 
-	as_server_user pg_ctl stop -D "$DATA_DIR" -m fast -w >/dev/null
+	stop_throwaway_server "$WORK_DIR"
 	cat >>"$DATA_DIR/postgresql.conf" <<-EOF
 	snowflake.node_source = etcd
 	snowflake.etcd_endpoints = 'http://127.0.0.1:$client_port'
 	snowflake.etcd_lease_ttl = 10
 	EOF
-	as_server_user pg_ctl start -D "$DATA_DIR" -l "$SERVER_LOG" -w -t 60 >/dev/null
+	start_throwaway_server "$WORK_DIR"
 	# A node id new to this etcd waits out any unknown earlier holder once.
-	for i in $(seq 1 150); do
-		state=$(psql_bench -At -c "SELECT state FROM snowflake_status()" 2>/dev/null || true)
-		[[ $state == ready ]] && break
-		sleep 0.2
-	done
-	[[ $state == ready ]] || die "the server did not become ready in etcd mode (state: $state)"
+	wait_until_ready "$WORK_DIR" "$PGPORT" 30 || die "the server did not become ready in etcd mode"
 
 	log "one session, etcd mode: snowflake_nextval() x $SESSION_IDS"
 	measure_statement snowflake_etcd \
 		"SELECT count(*) AS n, max(x >> 22) - min(x >> 22) + 1 AS span
 		 FROM (SELECT snowflake_nextval() AS x FROM generate_series(1, $SESSION_IDS)) s"
-	as_server_user pg_ctl stop -D "$DATA_DIR" -m fast -w >/dev/null
+	# The server keeps running (print_header reads its settings; cleanup
+	# stops it), etcd does not.
 	kill "$ETCD_PID" 2>/dev/null || true
 	wait "$ETCD_PID" 2>/dev/null || true
 	ETCD_PID=""

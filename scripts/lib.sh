@@ -1,6 +1,7 @@
-# Shared by scripts/demo.sh and scripts/test.sh: install what this machine
-# lacks, build and install the extension, and run things as a user that
-# PostgreSQL agrees to run as.  Sourced, not run.
+# Shared by scripts/demo.sh, scripts/test.sh, the script suites (test/*.sh)
+# and bench/run.sh: install what this machine lacks, build and install the
+# extension, run things as a user that PostgreSQL agrees to run as, and
+# throwaway servers on a Unix socket.  Sourced, not run.
 
 PG_MAJOR=15
 # PG_BIN may name the bin directory of a relocated copy of the PostgreSQL
@@ -63,18 +64,49 @@ server_owned_copy() {
 	echo "$dir"
 }
 
-# init_throwaway_server DIR NODE_ID: a data directory in DIR/data for a
-# server preloading snowflake with that node id, on a Unix socket in DIR
-# only.  DIR must belong to the server user.
+# init_throwaway_server DIR NODE_ID [INITDB_OPTION...]: a data directory in
+# DIR/data for a server preloading snowflake with that node id, on a Unix
+# socket in DIR only.  DIR must belong to the server user.
 init_throwaway_server() {
 	local dir=$1 node_id=$2
-	as_server_user initdb -D "$dir/data" -A trust -U postgres >/dev/null || return 1
+	shift 2
+	as_server_user initdb -D "$dir/data" -A trust -U postgres "$@" >/dev/null || return 1
 	cat >>"$dir/data/postgresql.conf" <<CONF
 shared_preload_libraries = 'snowflake'
 snowflake.node_id = $node_id
 listen_addresses = ''
 unix_socket_directories = '$dir'
 CONF
+}
+
+# start_throwaway_server DIR: start the server of DIR/data, logging to
+# DIR/server.log, and wait until it accepts connections.
+start_throwaway_server() {
+	as_server_user pg_ctl -D "$1/data" -l "$1/server.log" -w -t 60 start >/dev/null
+}
+
+# stop_throwaway_server DIR: stop it (fast shutdown) if it runs.
+stop_throwaway_server() {
+	[ -f "$1/data/postmaster.pid" ] || return 0
+	as_server_user pg_ctl -D "$1/data" -m fast -w -t 60 stop >/dev/null
+}
+
+# wait_until_ready DIR [PORT [SECONDS]]: poll snowflake_status() in
+# database postgres of the server on DIR's socket every 0.2 s until the
+# generator's state is ready, for at most SECONDS (default 30); otherwise
+# fail, naming the last state seen.
+wait_until_ready() {
+	local dir=$1 port=${2:-} seconds=${3:-30} state= deadline
+	deadline=$((SECONDS + seconds))
+	while :; do
+		state=$(as_server_user psql -X -A -t -h "$dir" ${port:+-p "$port"} -U postgres \
+			-d postgres -c "SELECT state FROM snowflake_status()" 2>/dev/null) || state=
+		[ "$state" = ready ] && return 0
+		[ "$SECONDS" -ge "$deadline" ] && break
+		sleep 0.2
+	done
+	echo "the generator did not become ready within $seconds s (state: ${state:-no answer})" >&2
+	return 1
 }
 
 # check DESCRIPTION COMMAND...: for the script suites (test/*.sh), one TAP

@@ -2,9 +2,11 @@
 # Runs every test of snowflake: installs what a fresh Debian 12 lacks,
 # builds with -Werror and assertions, installs, then runs the pg_regress
 # suite (sql/, expected/) on its own preloaded throwaway server and each TAP
-# suite (test/t/*.pl) on the servers it starts, then the nemesis soak
-# (test/soak/nemesis.pl) with a fixed and a random seed.  Ends with one line
-# "N passed, N failed" and exits non-zero on any failure.
+# suite (test/t/*.pl) on the servers it starts, through the Makefile's
+# `make installcheck` and `make prove_installcheck`, as a user PostgreSQL
+# runs as (postgres when run as root) in a copy of the tree that user owns.
+# Then the nemesis soak (test/soak/nemesis.pl) with a fixed and a random
+# seed.  Ends with one line "N passed, N failed" and exits non-zero on any failure.
 #
 #   bash scripts/test.sh                      everything
 #   bash scripts/test.sh test/t/002_x.pl ...  only these TAP suites
@@ -40,8 +42,10 @@ run_demo() {
 [ $# -eq 0 ] && run_demo
 
 # Script suites (test/*.sh) run as root.  test/package.sh installs the
-# Debian package over the installed files and removes them with it, so the
-# scripts run before the build that the other suites use.
+# Debian package over the installed files and removes them with it, so it
+# runs before the build that the other suites use; the others run after
+# that build and are told so (SNOWFLAKE_INSTALLED_FROM), so that they need
+# not build and install the same tree again.
 run_script() {
 	echo "== $1"
 	if bash "$PROJECT_DIR/$1"; then
@@ -53,7 +57,7 @@ run_script() {
 }
 script_files=()
 for f in "$@"; do
-	[[ $f == *.sh ]] && script_files+=("$f")
+	[[ $f == *.sh ]] && script_files+=("${f#"$PROJECT_DIR"/}")
 done
 if [ $# -eq 0 ]; then
 	for f in "$PROJECT_DIR"/test/*.sh; do
@@ -61,9 +65,13 @@ if [ $# -eq 0 ]; then
 	done
 fi
 for f in "${script_files[@]}"; do
-	run_script "$f"
+	[ "$f" = test/package.sh ] && run_script "$f"
 done
 build_and_install "-DUSE_ASSERT_CHECKING" || { echo "build failed"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+export SNOWFLAKE_INSTALLED_FROM=$PROJECT_DIR
+for f in "${script_files[@]}"; do
+	[ "$f" = test/package.sh ] || run_script "$f"
+done
 
 work=$(server_owned_copy)
 trap 'rm -rf "$work"' EXIT
@@ -82,23 +90,56 @@ run_regress() {
 	failed=$((failed + bad))
 }
 
+# run_tap FILE [DIR]: one TAP suite through the Makefile's
+# prove_installcheck in the copy DIR (default $work), so that it runs
+# exactly as `make prove_installcheck PROVE_TESTS=...` runs it for a
+# developer; a failure shows the servers' logs.  Fails if the suite does.
 run_tap() {
-	local file=$1 log
+	local file=${1#"$PROJECT_DIR"/} dir=${2:-$work} log rc=0
 	echo "== $file"
-	if (cd "$work" && as_server_user env \
-		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-		TESTDIR="$work" PGXS_DIR="$PGXS_DIR" PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
-		prove -I "$PGXS_DIR/src/test/perl" -I "$work/test/lib" "$file"); then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		for log in "$work"/tmp_check/log/*; do
+	as_server_user env PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" \
+		${PG_TEST_PORT_DIR:+PG_TEST_PORT_DIR="$PG_TEST_PORT_DIR"} \
+		make -s -C "$dir" PG_CONFIG="$PG_CONFIG" prove_installcheck PROVE_TESTS="$file" || rc=1
+	if [ "$rc" -ne 0 ]; then
+		for log in "$dir"/tmp_check/log/*; do
 			[ -f "$log" ] || continue
 			echo "---- tail of $log"
 			tail -n 60 "$log"
 		done
 	fi
-	rm -rf "$work/tmp_check/log"
+	rm -rf "$dir/tmp_check/log"
+	return "$rc"
+}
+
+# TAP_JOBS=N runs up to N TAP suites at a time (default 1, one after the
+# other), each in a copy of the tree of its own, the ports they pick
+# reserved in one directory they share (PostgreSQL::Test::Cluster's
+# PG_TEST_PORT_DIR); each suite's output is shown, in suite order, once all
+# ended.  Most suites spend their time waiting for leases, retries and
+# clocks, which overlaps well; suites that bound latencies then share the
+# CPUs with another.
+run_taps_side_by_side() {
+	local jobs=$1 i f rc
+	export PG_TEST_PORT_DIR=$work/portlock
+	mkdir -p "$PG_TEST_PORT_DIR"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$PG_TEST_PORT_DIR"
+	for i in "${!tap_files[@]}"; do
+		while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
+			wait -n
+		done
+		(
+			dir=$(server_owned_copy)
+			run_tap "${tap_files[$i]}" "$dir" >"$work/tap.$i.out" 2>&1
+			echo $? >"$work/tap.$i.rc"
+			rm -rf "$dir"
+		) &
+	done
+	wait
+	for i in "${!tap_files[@]}"; do
+		cat "$work/tap.$i.out"
+		rc=$(cat "$work/tap.$i.rc" 2>/dev/null || echo 1)
+		if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+	done
 }
 
 if [ $# -gt 0 ]; then
@@ -113,9 +154,13 @@ else
 		[ -e "$f" ] && tap_files+=("test/t/$(basename "$f")")
 	done
 fi
-for f in "${tap_files[@]}"; do
-	run_tap "$f"
-done
+if [ "${TAP_JOBS:-1}" -gt 1 ]; then
+	run_taps_side_by_side "$TAP_JOBS"
+else
+	for f in "${tap_files[@]}"; do
+		if run_tap "$f"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+	done
+fi
 
 # The nemesis soak (test/soak/nemesis.pl, also bash scripts/soak.sh): 30 s
 # of random faults with a fixed seed, so a regression shows the same way

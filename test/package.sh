@@ -63,15 +63,7 @@ psql_pkg() {
 }
 check "CREATE EXTENSION snowflake works in snowflake.database" \
 	psql_pkg "CREATE EXTENSION snowflake"
-ready=no
-for _ in $(seq 1 60); do
-	if [ "$(psql_pkg "SELECT state FROM snowflake_status()" 2>/dev/null)" = ready ]; then
-		ready=yes
-		break
-	fi
-	sleep 0.5
-done
-check "the generator becomes ready" test "$ready" = yes
+check "the generator becomes ready" wait_until_ready "$work" "" 30
 check "the extension is version 1.2" \
 	test "$(psql_pkg "SELECT extversion FROM pg_extension WHERE extname = 'snowflake'")" = 1.2
 psql_pkg "CREATE TABLE t (id bigserial PRIMARY KEY, v text);

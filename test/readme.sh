@@ -13,9 +13,9 @@
 # commands, diagrams) is fenced as ini, sh or text; every fence names its
 # language, so no SQL example escapes the check by having none.
 #
-# scripts/test.sh runs the script suites before its own build: this one
-# builds and installs the extension itself first, as scripts/demo.sh does,
-# so that it checks the README against this tree, not a stale install.
+# Run alone, it builds and installs the extension itself first, as
+# scripts/demo.sh does, so that it checks the README against this tree, not
+# a stale install; scripts/test.sh runs it after its own build of the tree.
 set -uo pipefail
 
 PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,8 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev
-build_and_install "-DUSE_ASSERT_CHECKING" || { echo "not ok - build and install"; exit 1; }
+# scripts/test.sh has just built and installed this tree: no need to again.
+if [ "${SNOWFLAKE_INSTALLED_FROM:-}" != "$PROJECT_DIR" ]; then
+	install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev
+	build_and_install "-DUSE_ASSERT_CHECKING" || { echo "not ok - build and install"; exit 1; }
+fi
 
 # Split the README: blocks/NNN.sql per ```sql block (the first line of
 # blocks/NNN.line holds its README line number); untagged opening fences

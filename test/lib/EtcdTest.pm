@@ -1,4 +1,4 @@
-# Helpers for the etcd suites (test/t/006_etcd_*.pl): real etcd clusters
+# Helpers for the etcd suites (test/t/*_etcd_*.pl): real etcd clusters
 # of one or three members on loopback (optionally TLS with client
 # certificates, optionally with users and passwords), an etcdctl wrapper,
 # member stop/kill/start/pause/resume and leader lookup, the hostile HTTP
@@ -642,10 +642,7 @@ sub start_hostile_etcd
 sub set_hostile_mode
 {
 	my ($h, $mode) = @_;
-	open(my $fh, '>', "$h->{modefile}.tmp") or die;
-	print $fh "$mode\n";
-	close($fh);
-	rename("$h->{modefile}.tmp", $h->{modefile}) or die;
+	replace_file($h->{modefile}, "$mode\n");
 	return;
 }
 

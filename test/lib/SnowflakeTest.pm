@@ -12,9 +12,10 @@ use File::Basename ();
 use File::Temp ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use Time::HiRes ();
 
 our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready
-  start_with_server_clock set_server_clock);
+  start_with_server_clock set_server_clock query poll_until replace_file);
 
 # A new, initialised server with snowflake preloaded and the given extra
 # postgresql.conf lines.
@@ -38,6 +39,43 @@ sub wait_until_ready
 	$node->poll_query_until('postgres',
 		q{SELECT state = 'ready' FROM snowflake_status()})
 	  or die 'the generator did not become ready';
+	return;
+}
+
+# The output of $sql on $node, in database $db (default postgres); dies on
+# an error.
+sub query
+{
+	my ($node, $sql, $db) = @_;
+	return $node->safe_psql($db // 'postgres', $sql);
+}
+
+# Poll $sql on $node in $db every 100 ms until it returns 't', for at most
+# $seconds (default: PostgreSQL::Test's timeout); errors are retried.
+# Returns whether it did.  For a condition the test asserts with a shorter
+# deadline of its own than poll_query_until's.
+sub poll_until
+{
+	my ($node, $db, $sql, $seconds) = @_;
+	my $until = Time::HiRes::time() + ($seconds // $PostgreSQL::Test::Utils::timeout_default);
+	while (1)
+	{
+		my ($ret, $out) = $node->psql($db, $sql);
+		return 1 if $ret == 0 && $out eq 't';
+		return 0 if Time::HiRes::time() > $until;
+		Time::HiRes::usleep(100_000);
+	}
+}
+
+# Replace $file by one holding $text: written beside it, then renamed over
+# it, so that a reader sees the old content or the new, never half.
+sub replace_file
+{
+	my ($file, $text) = @_;
+	open(my $fh, '>', "$file.tmp") or die "cannot write $file.tmp: $!";
+	print $fh $text or die "cannot write $file.tmp: $!";
+	close($fh) or die "cannot write $file.tmp: $!";
+	rename("$file.tmp", $file) or die "cannot rename $file.tmp to $file: $!";
 	return;
 }
 
@@ -73,15 +111,12 @@ sub start_with_movable_clock
 }
 
 # Offsets are seconds with a sign ("-5", "+0", "-0.3"): an unsigned 0 is a
-# parse error for libfaketime.  Written by rename so no reader sees half.
+# parse error for libfaketime.
 sub set_clock_offset
 {
 	my ($file, $offset) = @_;
 	die "clock offset needs a sign: $offset" unless $offset =~ /^[+-]/;
-	open(my $fh, '>', "$file.tmp") or die "cannot write $file.tmp: $!";
-	print $fh "$offset\n";
-	close($fh);
-	rename("$file.tmp", $file) or die "cannot rename to $file: $!";
+	replace_file($file, "$offset\n");
 	return;
 }
 

@@ -39,16 +39,15 @@ sub issue
 	return $node->psql('postgres',
 		"INSERT INTO ids SELECT snowflake_nextval(), $run FROM generate_series(1, $count)");
 }
-sub query { return $node->safe_psql('postgres', $_[0]); }
 sub ids_above_all_earlier_runs
 {
-	return query(q{
+	return query($node, q{
 		SELECT count(*) FROM ids a JOIN (SELECT run, max(id) AS top FROM ids GROUP BY run) b
 		ON a.run > b.run AND a.id <= b.top}) == 0;
 }
 sub mark_in_table
 {
-	return query('SELECT high_water FROM snowflake_high_water WHERE node_id = 5');
+	return query($node, 'SELECT high_water FROM snowflake_high_water WHERE node_id = 5');
 }
 # On a server running without a worker (node id -1): move node 5's mark
 # $seconds ahead of the clock, then restart as node 5 with the clock at
@@ -56,7 +55,7 @@ sub mark_in_table
 sub restart_with_mark_ahead
 {
 	my ($seconds, $offset) = @_;
-	query("UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '$seconds s'
+	query($node, "UPDATE snowflake_high_water SET high_water = clock_timestamp() + interval '$seconds s'
 		WHERE node_id = 5");
 	my $mark = mark_in_table();
 	$node->stop('fast');
@@ -66,24 +65,30 @@ sub restart_with_mark_ahead
 }
 
 is(issue(1000), 0, 'IDs are issued');
-is(query('SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
+is(query($node, 'SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
 	'the committed mark is at or above the last ID');
 
 # Idle: no IDs, no writes.
-my $row_version = query('SELECT xmin FROM snowflake_high_water WHERE node_id = 5');
+my $row_version = query($node, 'SELECT xmin FROM snowflake_high_water WHERE node_id = 5');
 sleep 3;
-is(query('SELECT xmin FROM snowflake_high_water WHERE node_id = 5'), $row_version,
+is(query($node, 'SELECT xmin FROM snowflake_high_water WHERE node_id = 5'), $row_version,
 	'an idle server writes no mark for 3 s');
-# ... while issuing for longer than half a reserve does write.
-for (1 .. 8) { issue(100); usleep(200_000); }
-isnt(query('SELECT xmin FROM snowflake_high_water WHERE node_id = 5'), $row_version,
+# ... while issuing for longer than half a reserve does write (issued in
+# rounds until it has, for at most 4 s: four reserves).
+for (1 .. 20)
+{
+	issue(100);
+	usleep(200_000);
+	last if query($node, 'SELECT xmin FROM snowflake_high_water WHERE node_id = 5') ne $row_version;
+}
+isnt(query($node, 'SELECT xmin FROM snowflake_high_water WHERE node_id = 5'), $row_version,
 	'a server issuing IDs renews the mark');
-is(query('SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
+is(query($node, 'SELECT high_water >= last_timestamp FROM snowflake_status()'), 't',
 	'the renewed mark covers the last ID');
 
 # Clean restart on a correct clock: the exact last timestamp is recorded,
 # so nothing needs waiting out.
-my $last = query('SELECT last_timestamp FROM snowflake_status()');
+my $last = query($node, 'SELECT last_timestamp FROM snowflake_status()');
 $node->stop('fast');
 # Look at the table with no worker running (no node id), then restart.
 $node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
@@ -105,9 +110,9 @@ $node->kill9;
 $load->finish;
 $node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
 start_with_movable_clock($node, '+0');
-cmp_ok(query('SELECT count(*) FROM ids WHERE run = 1000'), '>', 0,
+cmp_ok(query($node, 'SELECT count(*) FROM ids WHERE run = 1000'), '>', 0,
 	'the load had committed rows before the crash');
-is(query(q{SELECT count(*) FROM ids, snowflake_high_water m
+is(query($node, q{SELECT count(*) FROM ids, snowflake_high_water m
 	WHERE m.node_id = 5 AND snowflake_timestamp(id) > m.high_water}), 0,
 	'after a crash, the mark is at or above every ID issued');
 
@@ -133,9 +138,9 @@ ok($node->log_contains(qr/WARNING:  the clock is \d+ ms behind the high-water ma
 $node->poll_query_until('postgres', q{SELECT state = 'ready' FROM snowflake_status()})
   or die 'the server did not become ready once the clock passed the mark';
 is(issue(1000), 0, 'IDs resume by themselves once the clock passes the mark');
-is(query("SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_ahead'"),
+is(query($node, "SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_ahead'"),
 	0, 'no ID at or below the mark');
-query("UPDATE ids SET run = $run - 1 WHERE run = 1000");
+query($node, "UPDATE ids SET run = $run - 1 WHERE run = 1000");
 ok(ids_above_all_earlier_runs(), 'every ID after the crash is above every ID before');
 
 # A crash, then a restart with the clock 0.3 s behind (libfaketime: the
@@ -148,14 +153,14 @@ $node->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
 start_with_movable_clock($node, '+0');
 my $mark_second = restart_with_mark_ahead(3, '-0.3');
 is(issue(1000), 0, 'restarted behind the mark: nextval waits for the clock, then issues');
-is(query("SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_second'"),
+is(query($node, "SELECT count(*) FROM ids WHERE run = $run AND snowflake_timestamp(id) <= '$mark_second'"),
 	0, 'no ID at or below the mark');
 ok(ids_above_all_earlier_runs(), 'above every ID before the crash');
 set_clock_offset($clock, '+0');
 
 # The worker killed while clients insert: the postmaster restarts it (and,
 # for a killed process, every backend), no ID repeats.
-my $worker = query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'});
+my $worker = query($node, q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'});
 ok($worker > 0, 'the worker runs');
 $load = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', '4', '-T', '4', '-f', write_load(2000), '-h', $node->host, '-p', $node->port, 'postgres' ],
@@ -165,24 +170,24 @@ kill 'KILL', $worker;
 $load->finish;
 $node->poll_query_until('postgres', q{SELECT state = 'ready' FROM snowflake_status()})
   or die 'the worker did not come back';
-isnt(query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
+isnt(query($node, q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
 	$worker, 'the worker was restarted');
 is(issue(100), 0, 'IDs flow after the worker restarted');
-query("UPDATE ids SET run = $run - 1 WHERE run = 2000");    # the load came before
+query($node, "UPDATE ids SET run = $run - 1 WHERE run = 2000");    # the load came before
 ok(ids_above_all_earlier_runs(), 'IDs after the restart are above every ID before');
-is(query('SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'no ID repeats');
+is(query($node, 'SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'no ID repeats');
 unlike($load_err, qr/snowflake|timed out/, 'clients saw no snowflake error, only the restart');
 
 # The worker stopped without a crash (pg_terminate_backend): it closes the
 # generator and records the exact last millisecond; its successor reopens
 # above it, and nothing is ever issued above what the table holds.
-$worker = query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'});
+$worker = query($node, q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'});
 is(issue(1000), 0, 'IDs before the worker is terminated');
-query("SELECT pg_terminate_backend($worker)");
+query($node, "SELECT pg_terminate_backend($worker)");
 is(issue(1000), 0, 'callers wait for the next worker, then get IDs');
-isnt(query(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
+isnt(query($node, q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'snowflake high-water worker'}),
 	$worker, 'a new worker took over');
-is(query(q{SELECT count(*) FROM ids, snowflake_high_water m
+is(query($node, q{SELECT count(*) FROM ids, snowflake_high_water m
 	WHERE m.node_id = 5 AND snowflake_timestamp(id) > m.high_water}), 0,
 	'no ID is above the mark in the table');
 ok(ids_above_all_earlier_runs(), 'and IDs kept increasing');
@@ -218,7 +223,7 @@ $node->poll_query_until('postgres',
 	q{SELECT last_error ~ 'could not reserve the high-water mark' FROM snowflake_status()})
   or die 'status did not show the failed reservation';
 pass('status shows what the worker could not do');
-is(query(q{SELECT count(*) FROM ids, snowflake_status() s
+is(query($node, q{SELECT count(*) FROM ids, snowflake_status() s
 	WHERE snowflake_timestamp(id) > s.high_water}), 0,
 	'no ID is past the committed mark');
 $locker->query_safe('COMMIT');
@@ -226,7 +231,7 @@ $locker->quit;
 $node->append_conf('postgresql.conf', "snowflake.reserve = 1000\n");
 $node->reload;
 is(issue(100), 0, 'IDs flow again once the worker can write');
-is(query('SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'still no ID repeats');
+is(query($node, 'SELECT count(*) - count(DISTINCT id) FROM ids'), 0, 'still no ID repeats');
 
 # A changed epoch on a data directory with marks is refused.
 $node->stop('fast');
@@ -234,7 +239,7 @@ $node->append_conf('postgresql.conf', "snowflake.epoch = '2024-06-01 00:00:00+00
 start_with_movable_clock($node, '+0');
 $node->poll_query_until('postgres', q{SELECT state = 'error' FROM snowflake_status()})
   or die 'a changed epoch was not refused';
-like(query('SELECT last_error FROM snowflake_status()'),
+like(query($node, 'SELECT last_error FROM snowflake_status()'),
 	qr/snowflake.epoch was changed: the high-water table holds marks written under epoch 2024-01-01/,
 	'status names the old and new epochs');
 ($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_nextval()');

@@ -21,7 +21,6 @@ my $leader = $etcd->leader;
 ok(defined $leader, "the cluster has a leader (member $leader)");
 my @order = ($leader, grep { $_ != $leader } 0 .. 2);
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
 my @servers = map {
 	etcd_snowflake_node("clu$_", $etcd, ttl => 6, endpoints => $etcd->endpoints(@order),

@@ -22,10 +22,9 @@ my $old = snowflake_node('dumped', "snowflake.node_id = 3\n");
 $old->start;
 $old->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($old);
-sub on { my ($node, $db, $sql) = @_; return $node->safe_psql($db, $sql); }
 
-on($old, 'postgres', 'CREATE DATABASE app');
-on($old, 'app', q{
+query($old, 'CREATE DATABASE app');
+query($old, q{
 	CREATE EXTENSION snowflake;
 	CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT snowflake_nextval(), item text NOT NULL);
 	CREATE TABLE order_lines (id bigint PRIMARY KEY DEFAULT snowflake_nextval(),
@@ -36,7 +35,7 @@ on($old, 'app', q{
 	INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 100) g;
 	SELECT snowflake_convert_column('customers', 'id');
 	INSERT INTO customers (name) VALUES ('new customer');
-});
+}, 'app');
 
 # The dumped server's clock ran 8 s ahead: its last ID and its mark are
 # ahead of the clock the new server will have.  Made with no worker
@@ -44,31 +43,31 @@ on($old, 'app', q{
 $old->stop;
 $old->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
 $old->start;
-on($old, 'postgres', q{UPDATE snowflake_high_water
+query($old, q{UPDATE snowflake_high_water
 	SET high_water = clock_timestamp() + interval '8.5 s' WHERE node_id = 3});
-on($old, 'app', q{INSERT INTO orders (id, item)
-	VALUES (snowflake_from_timestamp(clock_timestamp() + interval '8 s', 3, 0), 'fast clock')});
+query($old, q{INSERT INTO orders (id, item)
+	VALUES (snowflake_from_timestamp(clock_timestamp() + interval '8 s', 3, 0), 'fast clock')}, 'app');
 
 my $content_sql = q{
 	SELECT (SELECT count(*) || ' ' || sum(id % 1000003) FROM orders) || ' / ' ||
 	       (SELECT count(*) || ' ' || sum(order_id % 1000003) FROM order_lines) || ' / ' ||
 	       (SELECT count(*) || ' ' || sum(id % 1000003) FROM customers)};
-my $content = on($old, 'app', $content_sql);
+my $content = query($old, $content_sql, 'app');
 my $defaults_sql = q{
 	SELECT string_agg(c.relname || '.' || a.attname || ' ' || pg_get_expr(d.adbin, d.adrelid), ', '
 		ORDER BY c.relname)
 	FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid
 	JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
 	WHERE c.relname IN ('orders', 'order_lines', 'customers')};
-my $defaults = on($old, 'app', $defaults_sql);
+my $defaults = query($old, $defaults_sql, 'app');
 is($defaults, 'customers.id snowflake_nextval(), order_lines.id snowflake_nextval(), orders.id snowflake_nextval()',
 	'the dumped database is keyed by snowflake_nextval()');
-my $max_node3 = on($old, 'app', q{
+my $max_node3 = query($old, q{
 	SELECT max(id) FROM (SELECT id FROM orders UNION ALL SELECT id FROM order_lines
-		UNION ALL SELECT id FROM customers) x WHERE snowflake_node(id) = 3});
-my $max_node3_at = on($old, 'app', qq{SELECT extract(epoch FROM snowflake_timestamp($max_node3))});
-my $marks = on($old, 'postgres', 'SELECT node_id, epoch, high_water FROM snowflake_high_water ORDER BY 1');
-my $restored_mark = on($old, 'postgres', 'SELECT high_water FROM snowflake_high_water WHERE node_id = 3');
+		UNION ALL SELECT id FROM customers) x WHERE snowflake_node(id) = 3}, 'app');
+my $max_node3_at = query($old, qq{SELECT extract(epoch FROM snowflake_timestamp($max_node3))}, 'app');
+my $marks = query($old, 'SELECT node_id, epoch, high_water FROM snowflake_high_water ORDER BY 1');
+my $restored_mark = query($old, 'SELECT high_water FROM snowflake_high_water WHERE node_id = 3');
 like($marks, qr/^3\|/, 'the dumped server has a mark for node 3');
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
@@ -86,16 +85,16 @@ my $new = snowflake_node('restored',
 $new->start;
 command_ok([ 'pg_restore', '--exit-on-error', '-d', $new->connstr('postgres'), "$dir/postgres.dump" ],
 	'pg_restore of snowflake.database');
-on($new, 'postgres', 'CREATE DATABASE app');
+query($new, 'CREATE DATABASE app');
 command_ok([ 'pg_restore', '--exit-on-error', '-d', $new->connstr('app'), "$dir/app.dump" ],
 	'pg_restore of the application database');
 
-is(on($new, 'postgres', 'SELECT node_id, epoch, high_water FROM snowflake_high_water ORDER BY 1'),
+is(query($new, 'SELECT node_id, epoch, high_water FROM snowflake_high_water ORDER BY 1'),
 	$marks, 'the high-water rows come back with the dump');
-is(on($new, 'app', $content_sql), $content, 'the data comes back');
-is(on($new, 'app', $defaults_sql), $defaults, 'the defaults come back');
-is(on($new, 'app', q{SELECT count(*) FROM pg_constraint WHERE contype = 'f'
-	AND conrelid = 'order_lines'::regclass AND confrelid = 'orders'::regclass}), 1,
+is(query($new, $content_sql, 'app'), $content, 'the data comes back');
+is(query($new, $defaults_sql, 'app'), $defaults, 'the defaults come back');
+is(query($new, q{SELECT count(*) FROM pg_constraint WHERE contype = 'f'
+	AND conrelid = 'order_lines'::regclass AND confrelid = 'orders'::regclass}, 'app'), 1,
 	'the foreign key comes back');
 
 $new->stop;
@@ -103,24 +102,24 @@ $new->append_conf('postgresql.conf', "snowflake.node_id = 3\n");
 $new->start;
 # What makes this test mean something: without the restored mark, this
 # server's clock would put its IDs below the fast clock's.
-is(on($new, 'app', qq{SELECT clock_timestamp() < snowflake_timestamp($max_node3)}), 't',
+is(query($new, qq{SELECT clock_timestamp() < snowflake_timestamp($max_node3)}, 'app'), 't',
 	'the new server starts with its clock behind the last restored ID of node 3');
-like(on($new, 'postgres', 'SELECT state FROM snowflake_status()'), qr/^(starting|waiting_for_clock)$/,
+like(query($new, 'SELECT state FROM snowflake_status()'), qr/^(starting|waiting_for_clock)$/,
 	'so it waits for its clock to pass the restored mark');
-on($new, 'app', q{
+query($new, q{
 	INSERT INTO orders (item) SELECT 'after restore ' || g FROM generate_series(1, 2000) g;
 	INSERT INTO order_lines (order_id, qty) SELECT id, 2 FROM orders WHERE item LIKE 'after%';
 	INSERT INTO customers (name) VALUES ('after restore');
-});
-is(on($new, 'app', qq{
+}, 'app');
+is(query($new, qq{
 	SELECT count(*) FROM (SELECT id FROM orders WHERE item LIKE 'after%'
 		UNION ALL SELECT id FROM order_lines WHERE qty = 2
 		UNION ALL SELECT id FROM customers WHERE name = 'after restore') x
-	WHERE id <= $max_node3 OR snowflake_node(id) <> 3}), 0,
+	WHERE id <= $max_node3 OR snowflake_node(id) <> 3}, 'app'), 0,
 	'the restored server issues above every restored ID of its node, the fast clock\'s too');
-is(on($new, 'app', q{SELECT count(*) FROM orders WHERE item LIKE 'after%'}), 2000,
+is(query($new, q{SELECT count(*) FROM orders WHERE item LIKE 'after%'}, 'app'), 2000,
 	'new rows go in with the restored defaults');
-cmp_ok(on($new, 'postgres', q{SELECT snowflake_from_timestamp(high_water, 3, 0) FROM snowflake_high_water
+cmp_ok(query($new, q{SELECT snowflake_from_timestamp(high_water, 3, 0) FROM snowflake_high_water
 	WHERE node_id = 3}), '>', $max_node3, 'its mark is above the restored IDs');
 
 $new->stop;
@@ -146,7 +145,7 @@ sub fresh_node3
 		# 3 s behind that ID, whether the real clock has passed it by now or not.
 		$server_clock->($node, $lead - 3);
 		# (No snowflake_timestamp() here: the extension is not there yet.)
-		is(on($node, 'postgres', qq{SELECT clock_timestamp() < to_timestamp($max_node3_at)}), 't',
+		is(query($node, qq{SELECT clock_timestamp() < to_timestamp($max_node3_at)}), 't',
 			"$name: the server's clock is behind the last restored ID of node 3");
 	}
 	else
@@ -161,7 +160,7 @@ sub restore_both
 	my ($node, $name) = @_;
 	command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('postgres'), "$dir/postgres.dump" ],
 		"$name: pg_restore --exit-on-error of snowflake.database exits 0");
-	on($node, 'postgres', 'CREATE DATABASE app');
+	query($node, 'CREATE DATABASE app');
 	command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('app'), "$dir/app.dump" ],
 		"$name: pg_restore --exit-on-error of the application database exits 0");
 	return;
@@ -172,22 +171,22 @@ sub restore_both
 sub check_after_restore
 {
 	my ($node, $name) = @_;
-	is(on($node, 'app', $content_sql), $content, "$name: the data comes back");
-	is(on($node, 'postgres', qq{SELECT max(high_water) >= '$restored_mark'
+	is(query($node, $content_sql, 'app'), $content, "$name: the data comes back");
+	is(query($node, qq{SELECT max(high_water) >= '$restored_mark'
 		FROM snowflake_high_water WHERE node_id = 3}), 't',
 		"$name: the mark of node 3 is at or above the restored one");
-	on($node, 'app', q{
+	query($node, q{
 		INSERT INTO orders (item) SELECT 'after restore ' || g FROM generate_series(1, 2000) g;
 		INSERT INTO order_lines (order_id, qty) SELECT id, 2 FROM orders WHERE item LIKE 'after%';
-	});
-	my $from_postgres = on($node, 'postgres', 'SELECT min(x) FROM snowflake_nextval_batch(1000) x');
-	is(on($node, 'app', qq{
+	}, 'app');
+	my $from_postgres = query($node, 'SELECT min(x) FROM snowflake_nextval_batch(1000) x');
+	is(query($node, qq{
 		SELECT count(*) FROM (SELECT id FROM orders WHERE item LIKE 'after%'
 			UNION ALL SELECT id FROM order_lines WHERE qty = 2) x
-		WHERE id <= $max_node3 OR snowflake_node(id) <> 3}), 0,
+		WHERE id <= $max_node3 OR snowflake_node(id) <> 3}, 'app'), 0,
 		"$name: every ID issued after the restore is above every restored ID of node 3");
 	cmp_ok($from_postgres, '>', $max_node3, "$name: in snowflake.database too");
-	is(on($node, 'app', q{SELECT count(*) FROM orders WHERE item LIKE 'after%'}), 2000,
+	is(query($node, q{SELECT count(*) FROM orders WHERE item LIKE 'after%'}, 'app'), 2000,
 		"$name: all new rows went in");
 	return;
 }
@@ -196,7 +195,7 @@ sub check_after_restore
 # extension does not exist in snowflake.database until the restore's
 # CREATE EXTENSION IF NOT EXISTS makes it.
 my $before = fresh_node3('before_first_write');
-is(on($before, 'postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'snowflake'}), 0,
+is(query($before, q{SELECT count(*) FROM pg_extension WHERE extname = 'snowflake'}), 0,
 	'before_first_write: the new server has no extension yet');
 restore_both($before, 'before_first_write');
 check_after_restore($before, 'before_first_write');
@@ -204,40 +203,43 @@ $before->stop;
 
 # (ii) During: clients take IDs in snowflake.database through the restore.
 my $during = fresh_node3('during_load');
-on($during, 'postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
+query($during, 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($during);
-on($during, 'postgres', 'CREATE TABLE hammer (n bigserial, id bigint NOT NULL)');
+query($during, 'CREATE TABLE hammer (n bigserial, id bigint NOT NULL)');
 my $script = $during->basedir . '/hammer.sql';
 open(my $fh, '>', $script) or die;
 print $fh "INSERT INTO hammer (id) VALUES (snowflake_nextval());\n";
 close($fh);
 my ($hammer_out, $hammer_err) = ('', '');
+# -T is only an upper bound: the clients are stopped once they took IDs
+# after the restore.
 my $hammer = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '4', '-T', '12', '-f', $script, '-h', $during->host,
+	[ 'pgbench', '-n', '-c', '4', '-T', '60', '-f', $script, '-h', $during->host,
 	  '-p', $during->port, 'postgres' ],
 	'>', \$hammer_out, '2>', \$hammer_err);
-sleep 1;
-cmp_ok(on($during, 'postgres', 'SELECT count(*) FROM hammer'), '>', 0,
+poll_until($during, 'postgres', 'SELECT count(*) > 0 FROM hammer', 30);
+cmp_ok(query($during, 'SELECT count(*) FROM hammer'), '>', 0,
 	'during_load: clients are taking IDs when the restore starts');
 restore_both($during, 'during_load');
 # A row whose serial is taken after this point had its ID made after the
 # restore returned (n is evaluated before id).
-my $n_after = on($during, 'postgres', 'SELECT last_value FROM hammer_n_seq');
+my $n_after = query($during, 'SELECT last_value FROM hammer_n_seq');
 check_after_restore($during, 'during_load');
-$hammer->finish;
-cmp_ok(on($during, 'postgres', "SELECT count(*) FROM hammer WHERE n > $n_after"), '>', 0,
+poll_until($during, 'postgres', "SELECT count(*) >= 1000 FROM hammer WHERE n > $n_after", 30);
+$hammer->kill_kill;
+cmp_ok(query($during, "SELECT count(*) FROM hammer WHERE n > $n_after"), '>', 0,
 	'during_load: the clients kept taking IDs after the restore');
-is(on($during, 'postgres', "SELECT count(*) FROM hammer WHERE n > $n_after AND id <= $max_node3"), 0,
+is(query($during, "SELECT count(*) FROM hammer WHERE n > $n_after AND id <= $max_node3"), 0,
 	'during_load: none of their IDs after the restore is at or below a restored ID');
-is(on($during, 'postgres', 'SELECT count(*) - count(DISTINCT id) FROM hammer'), 0,
+is(query($during, 'SELECT count(*) - count(DISTINCT id) FROM hammer'), 0,
 	'during_load: no ID repeats');
 $during->stop;
 
 # (iii) After the worker wrote its own mark for node 3.
 my $after = fresh_node3('after_own_mark');
-on($after, 'postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
+query($after, 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($after);
-on($after, 'postgres', 'CREATE TABLE own AS SELECT snowflake_nextval() AS id FROM generate_series(1, 1000)');
+query($after, 'CREATE TABLE own AS SELECT snowflake_nextval() AS id FROM generate_series(1, 1000)');
 $after->poll_query_until('postgres', 'SELECT count(*) > 0 FROM snowflake_high_water WHERE node_id = 3')
   or die 'the worker wrote no mark';
 pass('after_own_mark: the worker wrote its own mark for node 3');

@@ -25,7 +25,6 @@ my $prefix = $etcd->prefix;
 my %conf = (ttl => $ttl, conf => "snowflake.reserve = 1000\nsnowflake.max_clock_rollback = 1000\n"
 	  . "snowflake.wait_timeout = 10000\n");
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 sub max_ms
 {
 	my ($node, $where) = @_;

@@ -20,24 +20,23 @@ my $bindir = '/usr/lib/postgresql/15/bin';
 my $conf = "snowflake.node_id = 5\nsnowflake.reserve = 3000\nsnowflake.wait_timeout = 20000\n";
 my $old = snowflake_node('old', $conf);
 my $new = snowflake_node('new', $conf);
-sub on { my ($node, $db, $sql) = @_; return $node->safe_psql($db, $sql); }
 
 $old->start;
 $old->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake');
 wait_until_ready($old);
-on($old, 'postgres', q{
+query($old, q{
 	CREATE TABLE events (id bigint PRIMARY KEY DEFAULT snowflake_nextval(), what text NOT NULL);
 	INSERT INTO events (what) SELECT 'event ' || g FROM generate_series(1, 3000) g;
 	CREATE DATABASE app;
 });
-on($old, 'app', q{
+query($old, q{
 	CREATE EXTENSION snowflake;
 	CREATE TABLE orders (id bigint PRIMARY KEY DEFAULT snowflake_nextval(), item text NOT NULL);
 	CREATE TABLE order_lines (id bigint PRIMARY KEY DEFAULT snowflake_nextval(),
 		order_id bigint NOT NULL REFERENCES orders (id), qty int NOT NULL);
 	INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 3000) g;
 	INSERT INTO order_lines (order_id, qty) SELECT id, 1 FROM orders;
-});
+}, 'app');
 my %content_sql = (
 	postgres => q{SELECT count(*) || ' ' || sum(id % 1000003) || ' ' || max(id) FROM events},
 	app => q{SELECT (SELECT count(*) || ' ' || sum(id % 1000003) FROM orders) || ' / ' ||
@@ -48,18 +47,18 @@ my %max_sql = (
 my (%content, $max_old);
 for my $db ('postgres', 'app')
 {
-	$content{$db} = on($old, $db, $content_sql{$db});
-	my $m = on($old, $db, $max_sql{$db});
+	$content{$db} = query($old, $content_sql{$db}, $db);
+	my $m = query($old, $max_sql{$db}, $db);
 	$max_old = $m if !defined $max_old || $m > $max_old;
 }
-my $version = on($old, 'app', q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'});
+my $version = query($old, q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}, 'app');
 $old->stop('fast');
 
 # The mark the clean shutdown left, read with no node id (no worker writes).
 $old->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
 $old->start;
 my $marks_sql = 'SELECT node_id, epoch, high_water FROM snowflake_high_water ORDER BY 1, 3';
-my $marks = on($old, 'postgres', $marks_sql);
+my $marks = query($old, $marks_sql);
 like($marks, qr/^5\|/m, 'the old cluster has a mark for node 5');
 $old->stop('fast');
 $old->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
@@ -95,7 +94,7 @@ SKIP:
 	# worker writes), then the first start as node 5.
 	$new->append_conf('postgresql.conf', "snowflake.node_id = -1\n");
 	$new->start;
-	is(on($new, 'postgres', $marks_sql), $marks, 'snowflake_high_water came over');
+	is(query($new, $marks_sql), $marks, 'snowflake_high_water came over');
 	$new->stop('fast');
 	$new->append_conf('postgresql.conf', "snowflake.node_id = 5\n");
 
@@ -108,22 +107,22 @@ SKIP:
 		sprintf('at once (%.2f s): the clean shutdown left the exact mark, no reservation is waited out',
 			$elapsed));
 	cmp_ok($first, '>', $max_old, 'above every ID of the old cluster');
-	is(on($new, 'postgres', 'SELECT state FROM snowflake_status()'), 'ready', 'the server is ready');
+	is(query($new, 'SELECT state FROM snowflake_status()'), 'ready', 'the server is ready');
 
 	for my $db ('postgres', 'app')
 	{
-		is(on($new, $db, $content_sql{$db}), $content{$db}, "the rows of $db are intact");
+		is(query($new, $content_sql{$db}, $db), $content{$db}, "the rows of $db are intact");
 	}
 	my $old_mark = (split /\|/, $marks)[2];
-	is(on($new, 'postgres', qq{SELECT max(high_water) >= '$old_mark' FROM snowflake_high_water
+	is(query($new, qq{SELECT max(high_water) >= '$old_mark' FROM snowflake_high_water
 		WHERE node_id = 5}), 't', 'the mark of node 5 stays at or above the carried-over one');
-	is(on($new, 'app', q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}),
+	is(query($new, q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}, 'app'),
 		$version, 'the extension has the same version');
 
-	on($new, 'postgres', q{INSERT INTO events (what) SELECT 'after ' || g FROM generate_series(1, 1000) g});
-	on($new, 'app', q{INSERT INTO orders (item) SELECT 'after ' || g FROM generate_series(1, 1000) g});
-	is(on($new, 'postgres', qq{SELECT count(*) FROM events WHERE what LIKE 'after%' AND id <= $max_old})
-		+ on($new, 'app', qq{SELECT count(*) FROM orders WHERE item LIKE 'after%' AND id <= $max_old}),
+	query($new, q{INSERT INTO events (what) SELECT 'after ' || g FROM generate_series(1, 1000) g});
+	query($new, q{INSERT INTO orders (item) SELECT 'after ' || g FROM generate_series(1, 1000) g}, 'app');
+	is(query($new, qq{SELECT count(*) FROM events WHERE what LIKE 'after%' AND id <= $max_old})
+		+ query($new, qq{SELECT count(*) FROM orders WHERE item LIKE 'after%' AND id <= $max_old}, 'app'),
 		0, 'every ID issued after the upgrade is above every ID of the old cluster');
 	$new->stop;
 }

@@ -22,7 +22,6 @@ use EtcdTest;
 
 my $etcd_timeout_ms = 1000;
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
 # Tables and the error-tolerant insert the hammering clients call: every
 # ID handed out lands in ids; an error is counted in errs and never stops

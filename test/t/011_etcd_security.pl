@@ -8,31 +8,39 @@
 use strict;
 use warnings;
 
+use File::Basename ();
 use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 'test/lib';
 use SnowflakeTest;
 use EtcdTest;
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
-# Waits until the server has counted etcd errors, then checks it holds
-# no node id and issues nothing.
+# refused([$node, $what], ...): starts the servers side by side (each
+# waits in its retry sleep), waits until each has counted etcd errors, then
+# checks it holds no node id and issues nothing.
 sub refused
 {
-	my ($node, $what) = @_;
-	$node->start;
-	ensure_extension($node);
-	ok(wait_for(sub { query($node, 'SELECT etcd_errors >= 2 FROM snowflake_status()') eq 't' }, 60),
-		"$what: etcd errors are counted");
-	my $st = status($node);
-	is($st->{node_id}, undef, "$what: no node id");
-	isnt($st->{state}, 'ready', "$what: not ready (state $st->{state})");
-	ok(defined $st->{last_error} && $st->{last_error} ne '', "$what: last_error says why: "
-		  . ($st->{last_error} // ''));
-	my ($rc) = nextval_result($node, 100);
-	isnt($rc, 0, "$what: nextval fails");
-	$node->stop('fast');
+	my (@cases) = @_;
+	for my $case (@cases)
+	{
+		$case->[0]->start;
+		ensure_extension($case->[0]);
+	}
+	for my $case (@cases)
+	{
+		my ($node, $what) = @$case;
+		ok(wait_for(sub { query($node, 'SELECT etcd_errors >= 2 FROM snowflake_status()') eq 't' }, 60),
+			"$what: etcd errors are counted");
+		my $st = status($node);
+		is($st->{node_id}, undef, "$what: no node id");
+		isnt($st->{state}, 'ready', "$what: not ready (state $st->{state})");
+		ok(defined $st->{last_error} && $st->{last_error} ne '', "$what: last_error says why: "
+			  . ($st->{last_error} // ''));
+		my ($rc) = nextval_result($node, 100);
+		isnt($rc, 0, "$what: nextval fails");
+	}
+	$_->[0]->stop('fast') for @cases;
 }
 
 # 1. TLS, etcd requiring client certificates.
@@ -47,12 +55,14 @@ is($rc, 0, 'and IDs issued');
 $node->stop('fast');
 ok(!defined $tls->get_key($tls->prefix . "/nodes/$st->{node_id}"), 'clean stop over TLS revokes');
 
-refused(etcd_snowflake_node('tls_nocert', $tls, tls_client => 'ca'), 'TLS without a client certificate');
-refused(etcd_snowflake_node('tls_wrongca', $tls,
-		conf => "snowflake.etcd_cacert = '" . $tls->dir . "/tls/other-ca.crt'\n"),
-	'TLS with a CA that did not sign etcd');
-refused(etcd_snowflake_node('tls_as_http', $tls, endpoints => join(',', map { s/^https/http/r } split /,/, $tls->endpoints)),
-	'plain http to a TLS etcd');
+refused(
+	[ etcd_snowflake_node('tls_nocert', $tls, tls_client => 'ca'), 'TLS without a client certificate' ],
+	[ etcd_snowflake_node('tls_wrongca', $tls,
+			conf => "snowflake.etcd_cacert = '" . $tls->dir . "/tls/other-ca.crt'\n"),
+		'TLS with a CA that did not sign etcd' ],
+	[ etcd_snowflake_node('tls_as_http', $tls,
+			endpoints => join(',', map { s/^https/http/r } split /,/, $tls->endpoints)),
+		'plain http to a TLS etcd' ]);
 
 # 2. Users and passwords; tokens expire after 3 s.
 my $auth = EtcdTest->new(members => 1, auth => 1, token_ttl => 3);
@@ -112,8 +122,9 @@ like(query($node, 'SHOW snowflake.etcd_username'), qr/^snowflake$/, '(the user n
 unlike(PostgreSQL::Test::Utils::slurp_file($node->logfile), qr/\Q$password\E/, 'the password is not in the log');
 $node->stop('fast');
 
-refused(etcd_snowflake_node('auth_wrongpw', $auth, password => 'not-the-password'), 'a wrong password');
-refused(etcd_snowflake_node('auth_none', $auth, auth => 0), 'no user at all');
+refused(
+	[ etcd_snowflake_node('auth_wrongpw', $auth, password => 'not-the-password'), 'a wrong password' ],
+	[ etcd_snowflake_node('auth_none', $auth, auth => 0), 'no user at all' ]);
 
 # 3. Both: client certificate (no CN, see ETCD.md) and a password.
 my $both = EtcdTest->new(members => 1, tls => 1, auth => 1, client_cn => '');
@@ -127,9 +138,12 @@ is($rc, 0, 'and IDs issued');
 $node->stop('fast');
 ok(!defined $both->get_key($both->prefix . "/nodes/$st->{node_id}"), 'clean stop revokes');
 
+# Each server's log, named as PostgreSQL::Test::Cluster names it: after
+# this script and the server.
+my $script = File::Basename::basename($0, '.pl');
 for my $name (qw(tls tls_nocert tls_wrongca tls_as_http auth auth_wrongpw auth_none tls_auth))
 {
-	my $log = PostgreSQL::Test::Utils::slurp_file("$PostgreSQL::Test::Utils::log_path/006_etcd_security_$name.log");
+	my $log = PostgreSQL::Test::Utils::slurp_file("$PostgreSQL::Test::Utils::log_path/${script}_$name.log");
 	unlike($log, qr/terminated by signal|server process .* was terminated/, "$name: no server process crashed");
 }
 done_testing();

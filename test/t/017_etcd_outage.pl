@@ -20,7 +20,6 @@ use lib 'test/lib';
 use SnowflakeTest;
 use EtcdTest;
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
 my $etcd = EtcdTest->new(members => 1);
 

@@ -21,7 +21,6 @@ my $etcd = EtcdTest->new(members => 1);
 my $prefix = $etcd->prefix;
 my %conf = (ttl => $ttl, conf => "snowflake.wait_timeout = 10000\n");
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 sub sysid { return query($_[0], 'SELECT system_identifier FROM pg_control_system()'); }
 
 # Four servers started together.

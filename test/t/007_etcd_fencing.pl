@@ -25,7 +25,6 @@ END { kill 'CONT', @workers if @workers; }
 my $etcd = EtcdTest->new(members => 1);
 my $prefix = $etcd->prefix;
 
-sub query { my ($node, $sql) = @_; return $node->safe_psql('postgres', $sql); }
 
 my @servers = map { etcd_snowflake_node("fence$_", $etcd, ttl => $ttl) } 0 .. 2;
 $_->start for @servers;

@@ -17,17 +17,7 @@ my $node = snowflake_node('shim', "snowflake.node_id = 1\n");
 my $started = Time::HiRes::time();
 start_with_server_clock($node, -30);
 
-# The worker of this branch creates the extension itself, a later one will
-# not: create it if missing, again if the worker's CREATE raced ours.
-for my $try (1 .. 50)
-{
-	last if $node->psql('postgres', 'CREATE EXTENSION IF NOT EXISTS snowflake') == 0;
-	Time::HiRes::sleep(0.1);
-}
-$node->poll_query_until('postgres',
-	q{SELECT state = 'ready' FROM snowflake_status()})
-  or die 'the generator did not become ready: '
-  . $node->safe_psql('postgres', 'SELECT * FROM snowflake_status()');
+wait_until_ready($node);
 
 # Seconds by which the server's clock (an epoch expression in SQL) lags the
 # real clock, read between two real-time readings: the lag is known to lie
