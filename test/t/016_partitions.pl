@@ -14,27 +14,33 @@ use Test::More;
 use lib 'test/lib';
 use SnowflakeTest;
 
-my ($declarative, $create_parent, $maintenance, $show, $move_default, $explain) =
+my ($readings, $readings_days, $create_parent, $maintenance, $show, $move_default, $explain) =
   readme_blocks('partitions');
 like($create_parent, qr/create_parent/, 'the README creates the pg_partman set');
 
+# The server's clock starts at noon UTC today, so that no midnight passes
+# while the test runs.
+my $noon = 43200 - (time() % 86400);
 my $node = snowflake_node('part', "snowflake.node_id = 5\n");
-start_with_server_clock($node, 0);
+start_with_server_clock($node, $noon);
 wait_until_ready($node);
 local $ENV{PGTZ} = 'UTC';
 
-run_readme_sql($node, $declarative);
+run_readme_sql($node, $readings);
+run_readme_sql($node, $readings_days);
 run_readme_sql($node, $create_parent);
 is($node->safe_psql('postgres',
 	q{SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass}),
 	'7', 'the declarative recipe made 7 daily partitions');
 
-# Rows made on three days: today, tomorrow and the day after, each followed
-# by the maintenance run of the README.
+# Rows made on three days: today, tomorrow and the day after, each day
+# after the README's daily runs: its statement for the declarative
+# partitions, pg_partman's maintenance.
 my %partition_of_day;
 for my $day (0 .. 2)
 {
-	set_server_clock($node, $day * 86400);
+	set_server_clock($node, $noon + $day * 86400);
+	run_readme_sql($node, $readings_days) if $day > 0;
 	$node->safe_psql('postgres', qq{
 		INSERT INTO readings (value) SELECT n FROM generate_series(1, 50) n;
 		INSERT INTO events (body) SELECT jsonb_build_object('day', $day, 'n', n) FROM generate_series(1, 50) n;
@@ -54,6 +60,13 @@ is($node->safe_psql('postgres', q{
 	'0', 'every row of the declarative table is in the partition of its day');
 is($node->safe_psql('postgres', 'SELECT count(DISTINCT tableoid) FROM readings'),
 	'3', 'which are three partitions');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	WHERE i.inhparent = 'readings'::regclass}),
+	$node->safe_psql('postgres', q{
+	SELECT string_agg('readings_' || to_char(d, 'YYYYMMDD'), ',' ORDER BY d)
+	FROM generate_series(now() AT TIME ZONE 'UTC' - interval '2 days', now() AT TIME ZONE 'UTC' + interval '6 days', interval '1 day') d}),
+	'run again each day, the statement keeps one partition per day up to 6 days ahead');
 
 # pg_partman: nothing in the default partition, every row in the partition
 # starting at the midnight (UTC) of its day, each partition one day of IDs.
@@ -104,7 +117,7 @@ like($plan, qr/readings_/, 'the others are scanned');
 # A week without rows: the next ones are beyond the partitions made ahead
 # and go to the default partition, which the README's call empties into the
 # partition of their day.
-set_server_clock($node, 9 * 86400);
+set_server_clock($node, $noon + 9 * 86400);
 $node->safe_psql('postgres',
 	q{INSERT INTO events (body) SELECT jsonb_build_object('day', 9, 'n', n) FROM generate_series(1, 20) n});
 is($node->safe_psql('postgres', 'SELECT count(*) FROM ONLY events_default'),
