@@ -40,16 +40,25 @@ fi
 # Split the README: blocks/NNN.sql per ```sql block (the first line of
 # blocks/NNN.line holds its README line number); untagged opening fences
 # are listed in untagged.txt.  Fences count only at the start of a line.
+# A fence with a recipe name after its language (```sql pglogical) is a
+# recipe that needs servers of its own: a TAP suite runs it
+# (readme_blocks() in test/lib/SnowflakeTest.pm), so it is not run here,
+# only listed in recipes.txt with its line.
 mkdir "$work/blocks"
 awk -v dir="$work/blocks" '
 	function flush() { close(file) }
 	inside == 0 && /^```/ {
 		lang = substr($0, 4)
+		recipe = lang
 		sub(/[ \t].*$/, "", lang)
+		sub(/^[^ \t]*[ \t]*/, "", recipe)
+		sub(/[ \t].*$/, "", recipe)
 		if (lang == "")
 			print NR > (dir "/../untagged.txt")
+		if (recipe != "")
+			print NR, recipe > (dir "/../recipes.txt")
 		inside = 1
-		if (lang == "sql") {
+		if (lang == "sql" && recipe == "") {
 			n++
 			file = sprintf("%s/%03d.sql", dir, n)
 			printf "" > file
@@ -74,6 +83,16 @@ check "README.md has sql blocks to run" test -e "${blocks[0]}"
 check "every fenced block of README.md names its language (sql, ini, sh, text)" \
 	bash -c "[ ! -s '$work/untagged.txt' ] || { echo 'untagged fences at README.md lines:'; cat '$work/untagged.txt'; exit 1; }"
 check "every fenced block of README.md is closed" test ! -e "$work/unclosed.txt"
+
+# recipe_has_suite RECIPE: some test/t/*.pl runs readme_blocks('RECIPE').
+recipe_has_suite() {
+	grep -lF "readme_blocks('$1')" "$PROJECT_DIR"/test/t/*.pl
+}
+if [ -s "$work/recipes.txt" ]; then
+	for recipe in $(awk '{ print $2 }' "$work/recipes.txt" | sort -u); do
+		check "README.md recipe '$recipe' is run by a TAP suite" recipe_has_suite "$recipe"
+	done
+fi
 
 # The server the README's Getting started describes: preloaded, a node id,
 # snowflake.database left at its default, postgres.

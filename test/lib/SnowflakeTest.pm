@@ -10,20 +10,23 @@ use Exporter 'import';
 use Fcntl qw(O_WRONLY O_CREAT);
 use File::Basename ();
 use File::Temp ();
+use IPC::Run ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes ();
 
 our @EXPORT = qw(snowflake_node start_with_movable_clock set_clock_offset wait_until_ready
-  start_with_server_clock set_server_clock query poll_until replace_file);
+  start_with_server_clock set_server_clock query poll_until replace_file
+  readme_blocks run_readme_sql);
 
 # A new, initialised server with snowflake preloaded and the given extra
-# postgresql.conf lines.
+# postgresql.conf lines; further arguments go to init() (allows_streaming
+# => 'logical' for a publisher).
 sub snowflake_node
 {
-	my ($name, $conf) = @_;
+	my ($name, $conf, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'snowflake'\n" . ($conf // ''));
 	return $node;
@@ -192,6 +195,58 @@ sub set_server_clock
 	  unless -f $file;
 	write_server_clock($file, O_WRONLY, $offset_seconds);
 	return;
+}
+
+# readme_blocks(RECIPE): the text of every fenced block of README.md whose
+# info string is "<language> RECIPE" (```sql pglogical), in README order.
+# These are the recipes that need servers of their own; test/readme.sh
+# skips them and checks that a TAP suite names each.  Fences count only at
+# the start of a line, as in test/readme.sh.
+sub readme_blocks
+{
+	my ($recipe) = @_;
+	my $readme = File::Basename::dirname(__FILE__) . '/../../README.md';
+	open(my $fh, '<', $readme) or die "cannot read $readme: $!";
+	my (@blocks, $inside, $mine);
+	while (my $line = <$fh>)
+	{
+		if (!$inside)
+		{
+			next unless $line =~ /^```(\S*)(?:[ \t]+(\S+))?/;
+			$inside = 1;
+			$mine = defined $2 && $2 eq $recipe;
+			push @blocks, '' if $mine;
+		}
+		elsif ($line =~ /^```[ \t]*$/)
+		{
+			$inside = 0;
+			$mine = 0;
+		}
+		elsif ($mine)
+		{
+			$blocks[-1] .= $line;
+		}
+	}
+	close($fh);
+	die "README.md has no block of recipe $recipe" unless @blocks;
+	return @blocks;
+}
+
+# run_readme_sql(NODE, SQL, VARS, FLAGS): SQL (a README block, verbatim)
+# through psql -X -v ON_ERROR_STOP=1 in database postgres of NODE, each
+# key of the hash VARS given as a psql variable, FLAGS (an array ref, for
+# example ['-At']) added.  Returns the output; dies with the block and
+# psql's error if it fails.
+sub run_readme_sql
+{
+	my ($node, $sql, $vars, $flags) = @_;
+	my @cmd = ('psql', '-X', '-v', 'ON_ERROR_STOP=1', @{ $flags // [] },
+		'-d', $node->connstr('postgres'), '-f', '-');
+	push @cmd, '-v', "$_=$vars->{$_}" for sort keys %{ $vars // {} };
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '<', \$sql, '>', \$out, '2>', \$err)
+	  or die "README block failed on " . $node->name . ":\n$sql\n$err";
+	return $out;
 }
 
 1;
