@@ -66,7 +66,7 @@ is( $first->safe_psql('postgres',
 		q{SELECT snowflake_timestamp(max(id)) > now() + interval '360 days' FROM tickets}),
 	't', 'read with the default epoch, the newest key seems a year ahead');
 my $err = sql_error($first, q{SELECT snowflake_convert_column('tickets', 'id')});
-like($err, qr/55000: column "id" of table tickets holds values up to \d+, at or above the snowflake ID of now/,
+like($err, qr/55000: column "id" of table (?:public\.)?tickets holds values up to \d+, at or above the snowflake ID of now/,
 	'on the default epoch, snowflake_convert_column refuses the table');
 is( $first->safe_psql('postgres', q{
 		SELECT count(*) FROM pg_attrdef WHERE adrelid = 'tickets'::regclass}),
@@ -116,7 +116,7 @@ $moved->safe_psql('postgres', q{
 		(((floor(extract(epoch FROM now() + interval '30 s') * 1000)::bigint - 1672531200000) << 22) | (3 << 12), 'ahead');
 });
 like(sql_error($moved, q{SELECT snowflake_convert_column('ahead', 'id')}),
-	qr/55000: column "id" of table ahead holds values up to \d+, at or above the snowflake ID of now/,
+	qr/55000: column "id" of table (?:public\.)?ahead holds values up to \d+, at or above the snowflake ID of now/,
 	'a pgEdge key 30 s ahead of the clock makes snowflake_convert_column refuse');
 $moved->safe_psql('postgres', q{DELETE FROM ahead WHERE subject = 'ahead'});
 is($moved->psql('postgres', q{SELECT snowflake_convert_column('ahead', 'id')}),
