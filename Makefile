@@ -41,3 +41,16 @@ include $(PGXS)
 .PHONY: prove_installcheck
 prove_installcheck:
 	$(prove_installcheck)
+
+# make dist: the PGXN distribution snowflake-<version>.zip of the committed
+# tree (HEAD), with the version of META.json, written to DIST_DIR (default:
+# here).  `pgxn install ./snowflake-<version>.zip` builds and installs it.
+DIST_DIR ?= .
+DIST_VERSION = $(shell perl -MJSON::PP -e 'local $$/; print JSON::PP->new->decode(<STDIN>)->{version}' <$(srcdir)/META.json)
+DIST_NAME = snowflake-$(DIST_VERSION)
+
+.PHONY: dist
+dist:
+	@test -n "$(DIST_VERSION)" || { echo "no version in META.json" >&2; exit 1; }
+	@git -C $(srcdir) diff --quiet HEAD -- || echo "make dist: uncommitted changes are not in $(DIST_NAME).zip (it holds HEAD)" >&2
+	git -C $(srcdir) archive --format zip --prefix $(DIST_NAME)/ --output $(abspath $(DIST_DIR))/$(DIST_NAME).zip HEAD

@@ -19,7 +19,8 @@ PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" \
 	libipc-run-perl faketime libcurl4-openssl-dev etcd-server etcd-client openssl \
 	postgresql-server-dev-all debhelper build-essential gnuplot-nox $SOAK_PACKAGES \
-	"postgresql-$PG_MAJOR-pglogical" "postgresql-$PG_MAJOR-partman" nodejs
+	"postgresql-$PG_MAJOR-pglogical" "postgresql-$PG_MAJOR-partman" nodejs \
+	lintian pgxnclient unzip
 passed=0
 failed=0
 

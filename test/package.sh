@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The Debian package: builds postgresql-15-snowflake from a copy of the tree
-# with dpkg-buildpackage and Debian's PostgreSQL extension tooling
-# (pg_buildext, dh --with pgxs), installs it with dpkg, runs a fresh server
-# preloaded with the packaged library that makes and decodes IDs, then
-# removes the package again.  Needs root (dpkg) and the packages named in
+# The Debian package: builds the source package and postgresql-15-snowflake
+# from a copy of the tree with dpkg-buildpackage and Debian's PostgreSQL
+# extension tooling (pg_buildext, dh --with pgxs), checks them with lintian
+# (no error, warning, info or pedantic tag but those debian/*lintian-overrides
+# explain), installs the package with dpkg, runs a fresh server preloaded
+# with the packaged library that makes and decodes IDs, then removes the
+# package again.  Needs root (dpkg) and the packages named in
 # scripts/test.sh; prints "ok - ..." per check and exits non-zero on any
 # failure.
 #
@@ -32,11 +34,36 @@ cleanup() {
 trap cleanup EXIT
 
 # Build from a copy, so the tree (root's or a user's clone) gets no build
-# files; the .deb files land beside the copy.
+# files; the package files land beside the copy.  The copy holds the files
+# git tracks (as they are in the tree, changes included), so build output
+# lying in the tree does not end up in the source package.
 mkdir "$work/src"
-tar -C "$PROJECT_DIR" --exclude=.git -cf - . | tar -C "$work/src" -xf -
-check "dpkg-buildpackage builds the package with pg_buildext" \
-	bash -c "cd '$work/src' && dpkg-buildpackage -us -uc -b >'$work/build.log' 2>&1 || { tail -n 40 '$work/build.log'; exit 1; }"
+if git -C "$PROJECT_DIR" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	git -C "$PROJECT_DIR" ls-files -z --cached --others --exclude-standard |
+		(cd "$PROJECT_DIR" && tar --null -T - -cf -) | tar -C "$work/src" -xf -
+else
+	tar -C "$PROJECT_DIR" --exclude=.git -cf - . | tar -C "$work/src" -xf -
+fi
+check "dpkg-buildpackage builds the source and binary packages with pg_buildext" \
+	bash -c "cd '$work/src' && dpkg-buildpackage -us -uc >'$work/build.log' 2>&1 || { tail -n 40 '$work/build.log'; exit 1; }"
+changes=$(ls "$work"/snowflake_*.changes 2>/dev/null | head -n 1)
+check "it made the .dsc and the .changes" \
+	bash -c "[ -n '$changes' ] && ls '$work'/snowflake_*.dsc"
+
+# lintian on the .changes checks it, the .dsc and the .deb files, at every
+# level but experimental; run as root (CI), it says so on stderr.
+check "lintian finds no tag that debian/*lintian-overrides does not explain" \
+	bash -c "lintian --display-info --pedantic --fail-on error,warning,info,pedantic '$changes' 2>&1 | grep -v '^running with root privileges'; exit \${PIPESTATUS[0]}"
+# ... and every override is still needed: without them lintian (now with
+# experimental tags too) reports exactly the tags they explain, so it did
+# look at the packages.
+lintian --display-info --pedantic --display-experimental --no-override "$changes" 2>/dev/null |
+	sed -n 's/^[EWIPX]: [^:]*: \([a-z0-9-]*\).*/\1/p' | sort -u >"$work/tags.found"
+sed -e '/^#/d' -e '/^$/d' -e 's/^[a-z0-9.+-]* \{0,1\}[a-z]*: //' -e 's/ .*//' \
+	"$PROJECT_DIR"/debian/binary.lintian-overrides "$PROJECT_DIR"/debian/source/lintian-overrides |
+	sort -u >"$work/tags.overridden"
+check "without the overrides lintian reports the tags they explain, no fewer" \
+	diff "$work/tags.overridden" "$work/tags.found"
 deb=$(ls "$work"/${PACKAGE}_*.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || { echo "not ok - no $PACKAGE .deb was built"; exit 1; }
 check "the package holds the library, the control file and the install and upgrade scripts" \
