@@ -77,7 +77,8 @@ static bool etcd_unavailable(JsonbContainer *answer);
 static JsonbValue *etcd_field(JsonbContainer *object, const char *name);
 static char *etcd_error_in(JsonbContainer *answer, long status);
 
-static void
+/* Every failure of a call to etcd, for snowflake_status().etcd_errors. */
+void
 etcd_count_error(void)
 {
 	pg_atomic_fetch_add_u64(&snowflake_shared->etcd_errors, 1);

@@ -19,6 +19,7 @@ typedef struct EtcdKeyValue
 } EtcdKeyValue;
 
 extern void etcd_client_open(void);
+extern void etcd_count_error(void);
 extern int64 etcd_lease_grant(int ttl, int *granted_ttl);
 extern int	etcd_lease_keepalive(int64 lease_id);
 extern void etcd_lease_revoke(int64 lease_id);

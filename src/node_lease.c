@@ -427,7 +427,7 @@ node_lease_parse_mark(int node, const char *value, bool *proven)
 	return Max(unix_millis - node_lease_epoch_unix_millis(), 0);
 
 bad:
-	pg_atomic_fetch_add_u64(&snowflake_shared->etcd_errors, 1);
+	etcd_count_error();
 	ereport(ERROR,
 			errcode(ERRCODE_DATA_CORRUPTED),
 			errmsg("the etcd key %s holds \"%s\", not a high-water mark of this epoch",

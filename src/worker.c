@@ -365,16 +365,14 @@ worker_wait_for_database(void)
 static void pg_attribute_noreturn()
 worker_close_and_exit(bool was_ready)
 {
-	uint64		last_id = pg_atomic_fetch_or_u64(&snowflake_shared->last_id,
-												 SNOWFLAKE_CLOSED_BIT);
-	int64		last_millis = snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT));
-
 	/*
 	 * The mark is about to drop to the exact last millisecond: so must the
 	 * reservation, and nothing is issued until a worker reads it again.
 	 */
-	pg_atomic_write_u64(&snowflake_shared->reserved_until, last_millis);
-	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	uint64		last_id = shared_state_close(SNOWFLAKE_PHASE_STARTING,
+											 SNOWFLAKE_CLOSE_KEEP_NODE |
+											 SNOWFLAKE_CLOSE_AT_LAST_ID);
+	int64		last_millis = snowflake_millis((int64) last_id);
 
 	if (was_ready && last_millis > 0)
 	{
@@ -384,8 +382,7 @@ worker_close_and_exit(bool was_ready)
 		 */
 		MarkStoreWrite write = {
 			.node = worker_node,
-			.mark_millis = Max(last_millis,
-							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[worker_node])),
+			.mark_millis = Max(last_millis, shared_state_node_floor(worker_node)),
 			.own_millis = worker_own_mark,
 		};
 		NodeMark	etcd_mark = {worker_node, write.mark_millis};
@@ -393,7 +390,7 @@ worker_close_and_exit(bool was_ready)
 		if (worker_run(mark_store_write, &write,
 					   "record the last issued timestamp") &&
 			write.refusal.message == NULL)
-			pg_atomic_write_u64(&snowflake_shared->high_water, write.merged_millis);
+			shared_state_set_high_water(write.merged_millis);
 		/* etcd first: the file records the revision of the settled mark. */
 		if (worker_uses_etcd && node_lease_held())
 			(void) worker_run(node_lease_settle_mark, &etcd_mark,
@@ -474,13 +471,6 @@ worker_reservation_ahead(void)
 		(worker_uses_etcd ? 2 * etcd_longest_request_ms() : 0);
 }
 
-/* A mark above the last ID was written by someone else: reopen above it. */
-static bool
-worker_reopen_wanted(void)
-{
-	return pg_atomic_read_u32(&snowflake_shared->reopen_wanted) != 0;
-}
-
 /* Raise the etcd mark of the node served to at least millis. */
 static bool
 worker_raise_etcd_mark(int64 millis)
@@ -519,10 +509,10 @@ worker_reserve(int64 target_millis)
 	if (write.refusal.message != NULL)
 	{
 		/* The marks lost their safe home: stop until it is back. */
-		shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE);
+		(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
+								  SNOWFLAKE_CLOSE_REOPEN);
 		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write.refusal.message,
 					  write.refusal.hint);
-		pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 1);
 		goto failed;
 	}
 	/* A higher row came in without the trigger noticing: honour it. */
@@ -534,14 +524,8 @@ worker_reserve(int64 target_millis)
 					"reserve the high-water mark in snowflake.marks"))
 		goto failed;
 
-	pg_atomic_write_u64(&snowflake_shared->reservation_latency_us,
-						(uint64) (GetCurrentTimestamp() - started));
-	pg_atomic_write_u64(&snowflake_shared->high_water, target_millis);
-	if (target_millis > (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until))
-		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
-	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
-	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
-	pg_atomic_write_u64(&snowflake_shared->reservation_wanted_since, 0);
+	shared_state_publish_reservation(target_millis,
+									 (uint64) (GetCurrentTimestamp() - started));
 	worker_forget_backend_error();
 
 	/* Covered: raise the etcd mark now, after the table, if its lead is short. */
@@ -551,7 +535,7 @@ worker_reserve(int64 target_millis)
 	return true;
 
 failed:
-	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 1);
+	shared_state_reservation_failed();
 	return false;
 }
 
@@ -670,7 +654,7 @@ worker_wait_out_unknown_holder(int node)
 		if (now >= until)
 			return true;
 		if (!worker_sleep(Min((long) ((until - now) / 1000) + 1, WORKER_RETRY_MS), false) ||
-			worker_reopen_wanted())
+			shared_state_reopen_wanted())
 			return false;
 	}
 }
@@ -711,7 +695,7 @@ worker_open(int node)
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	/* Marks honoured from here on are in what is read next, or reopen again. */
-	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
+	shared_state_clear_reopen();
 
 	if (mark.epoch_changed)
 		worker_refuse_changed_epoch(mark.other_epoch, "the high-water table");
@@ -753,14 +737,9 @@ worker_open(int node)
 	 */
 	own_etcd_mark = worker_uses_etcd && etcd_mark.trusted && etcd_mark.revision > 0 &&
 		etcd_mark.revision == file_mark.etcd_revision;
-	base = shared_state_restart_above(Max(Max(table_millis,
-											  own_etcd_mark ? 0 : etcd_mark.millis),
-										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])),
-									  node);
-	/* A mark honoured while the others were read, now that last_id is ours. */
-	base = shared_state_honour_floor(node, base);
+	base = shared_state_open(node, Max(table_millis,
+									   own_etcd_mark ? 0 : etcd_mark.millis));
 	worker_own_mark = -1;
-	pg_atomic_write_u64(&snowflake_shared->high_water, base);
 
 	/*
 	 * In etcd mode only our own last write of the etcd mark, found unchanged,
@@ -788,15 +767,14 @@ worker_open(int node)
 		}
 		if (behind < 0)
 			break;
-		snowflake_shared->clock_behind_by = behind;
+		shared_state_set_clock_behind(behind);
 
 		/*
 		 * After a crash the marks are ahead by up to the reservation (and the
 		 * etcd mark by up to its lead): waited out.  Further is a clock that
 		 * went back: refused at once.
 		 */
-		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])) -
-			now > tolerated ||
+		if (Max(table_millis, shared_state_node_floor(node)) - now > tolerated ||
 			(!own_etcd_mark && etcd_mark.millis - now > tolerated + etcd_lead))
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
@@ -814,7 +792,7 @@ worker_open(int node)
 		else
 			shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false) ||
-			worker_reopen_wanted())
+			shared_state_reopen_wanted())
 			return false;
 	}
 
@@ -822,7 +800,7 @@ worker_open(int node)
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 	/* Never below the floor, even if the clock stepped back meanwhile. */
 	while (!worker_reserve(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
-		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
+		if (!worker_sleep(WORKER_RETRY_MS, false) || shared_state_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
 	worker_problems_over(NULL);
@@ -845,7 +823,7 @@ worker_serve(void)
 		bool		wanted;
 
 		if (!worker_sleep(Max(snowflake_reserve / 4, 1), true) ||
-			worker_reopen_wanted())
+			shared_state_reopen_wanted())
 			return;
 
 		/* Idle too, the home of the marks must stay safe: look every second. */
@@ -857,7 +835,7 @@ worker_serve(void)
 			if (worker_run(mark_store_check, &refusal, "check the high-water table") &&
 				refusal.message != NULL)
 			{
-				shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE);
+				(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, 0);
 				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal.message,
 							  refusal.hint);
 				return;
@@ -891,7 +869,7 @@ worker_serve(void)
 static void
 worker_fence(int node)
 {
-	shared_state_close(SNOWFLAKE_PHASE_FENCED);
+	(void) shared_state_close(SNOWFLAKE_PHASE_FENCED, 0);
 	worker_report(psprintf("the etcd lease on node id %d expired, could not be renewed "
 						   "in time, or etcd lost the claim; no IDs are issued until the "
 						   "worker holds a node id again", node),
@@ -931,11 +909,11 @@ snowflake_worker_main(Datum arg)
 
 		/*
 		 * A worker that restarted without a server restart left a lease
-		 * behind: fence until there is a new one, and revoke the old one.
+		 * behind: fence until there is a new one (node_lease_forget() drops
+		 * the fence first), and revoke the old one before the next grant.
 		 */
-		pg_atomic_write_u64(&snowflake_shared->fence_deadline, 0);
-		shared_state_close(SNOWFLAKE_PHASE_STARTING);
 		node_lease_forget(shared_state_get_lease(&expires));
+		(void) shared_state_close(SNOWFLAKE_PHASE_STARTING, 0);
 		etcd_client_open();
 	}
 
