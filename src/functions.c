@@ -449,7 +449,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	if (high_water > 0)
 	{
 		values[STATUS_HIGH_WATER] =
-			TimestampTzGetDatum(snowflake_epoch + high_water * 1000);
+			TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
+															  high_water));
 		nulls[STATUS_HIGH_WATER] = false;
 		values[STATUS_RESERVATION_LATENCY_MS] =
 			Float8GetDatum(pg_atomic_read_u64(&shared->reservation_latency_us) / 1000.0);
@@ -472,7 +473,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	if (ids_generated > 0 && shown_millis > 0)
 	{
 		values[STATUS_LAST_TIMESTAMP] =
-			TimestampTzGetDatum(snowflake_epoch + shown_millis * 1000);
+			TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
+															  shown_millis));
 		nulls[STATUS_LAST_TIMESTAMP] = false;
 	}
 	values[STATUS_IDS_GENERATED] = Int64GetDatum((int64) ids_generated);
@@ -578,7 +580,8 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	 */
 	mark_micros = DatumGetTimestampTz(mark) - snowflake_epoch;
 	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(mark)) ||
-		mark_micros > SNOWFLAKE_MAX_MILLIS * 1000)
+		DatumGetTimestampTz(mark) >
+		snowflake_millis_to_timestamp(snowflake_epoch, SNOWFLAKE_MAX_MILLIS))
 		ereport(ERROR,
 				errcode(ERRCODE_DATA_EXCEPTION),
 				errmsg("high-water mark %s of node %d is beyond the range of IDs of "
@@ -586,8 +589,8 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 					   timestamptz_to_str(DatumGetTimestampTz(mark)), DatumGetInt32(node)),
 				errdetail("IDs of snowflake.epoch %s reach %s.",
 						  pstrdup(timestamptz_to_str(snowflake_epoch)),
-						  pstrdup(timestamptz_to_str(snowflake_epoch +
-													 SNOWFLAKE_MAX_MILLIS * 1000))));
+						  pstrdup(timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
+																				   SNOWFLAKE_MAX_MILLIS)))));
 	if (mark_micros > 0)
 		shared_state_honour_mark(DatumGetInt32(node), true, (mark_micros + 999) / 1000);
 	return PointerGetDatum(NULL);

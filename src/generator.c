@@ -43,9 +43,6 @@
 /* How often a backend waiting for the worker looks again, at the latest. */
 #define GENERATOR_WORKER_POLL_MS	10
 
-#define UNIX_TO_POSTGRES_MICROS \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
-
 /* Microseconds since snowflake.epoch by the wall clock. */
 static inline int64
 generator_clock_micros(void)
@@ -54,7 +51,7 @@ generator_clock_micros(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000 -
-		UNIX_TO_POSTGRES_MICROS - snowflake_epoch;
+		SNOWFLAKE_UNIX_TO_POSTGRES_MICROS - snowflake_epoch;
 }
 
 static int64
@@ -72,7 +69,8 @@ generator_current_node(void)
 static char *
 generator_millis_to_str(int64 millis)
 {
-	return pstrdup(timestamptz_to_str(snowflake_epoch + millis * 1000));
+	return pstrdup(timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
+																	millis)));
 }
 
 /*

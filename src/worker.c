@@ -210,18 +210,121 @@ worker_report(const char *message, const char *detail, const char *hint)
 }
 
 /*
- * Run one step that uses the database or etcd; on error, report it, clean
- * up the transaction and return false.
+ * The calls the worker makes on the homes of the marks (the table, the mark
+ * file, etcd) and on its etcd lease, each run by worker_run() with its
+ * errors caught.  Inputs and outputs are typed per call.
+ */
+typedef enum WorkerCall
+{
+	WORKER_TABLE_READ,			/* node -> out.table_read */
+	WORKER_TABLE_WRITE,			/* node, millis, own_millis -> out.table_write */
+	WORKER_TABLE_CHECK,			/* -> out.refusal */
+	WORKER_FILE_READ,			/* node -> out.file */
+	WORKER_FILE_WRITE,			/* node, millis */
+	WORKER_ETCD_READ,			/* node -> out.etcd */
+	WORKER_ETCD_RAISE,			/* node, millis */
+	WORKER_ETCD_SETTLE,			/* node, millis */
+	WORKER_LEASE_GRANT,
+	WORKER_LEASE_KEEPALIVE,		/* -> out.lease_kept */
+	WORKER_LEASE_REVOKE,
+	WORKER_NODE_CLAIM,			/* claim (in and out) */
+	WORKER_NODE_RELEASE			/* node */
+} WorkerCall;
+
+/* The mark file's record of one node id. */
+typedef struct WorkerFileMark
+{
+	int64		millis;			/* ms since the epoch; 0 for none */
+	int64		etcd_revision;	/* of the etcd mark this server wrote last */
+	bool		epoch_changed;	/* the file was written under another epoch */
+	TimestampTz other_epoch;
+} WorkerFileMark;
+
+typedef struct WorkerStep
+{
+	WorkerCall	call;
+	int			node;
+	int64		millis;			/* the mark to write, ms since the epoch */
+	int64		own_millis;		/* the worker's own last mark; -1: none */
+	NodeClaim  *claim;
+	union
+	{
+		MarkStoreRead table_read;
+		MarkStoreWrite table_write;
+		MarkStoreRefusal refusal;
+		WorkerFileMark file;
+		NodeLeaseMark etcd;
+		bool		lease_kept;
+	}			out;
+} WorkerStep;
+
+static void
+worker_do(WorkerStep *step)
+{
+	switch (step->call)
+	{
+		case WORKER_TABLE_READ:
+			mark_store_read(step->node, &step->out.table_read);
+			break;
+		case WORKER_TABLE_WRITE:
+			mark_store_write(step->node, step->millis, step->own_millis,
+							 &step->out.table_write);
+			break;
+		case WORKER_TABLE_CHECK:
+			mark_store_check(&step->out.refusal);
+			break;
+		case WORKER_FILE_READ:
+			step->out.file.epoch_changed =
+				mark_file_other_epoch(&step->out.file.other_epoch);
+			step->out.file.millis = mark_file_read(step->node,
+												   &step->out.file.etcd_revision);
+			break;
+		case WORKER_FILE_WRITE:
+			/* with the revision of the etcd mark last written: etcd first */
+			mark_file_write(step->node, step->millis,
+							worker_uses_etcd ? node_lease_mark_revision(step->node) : 0);
+			break;
+		case WORKER_ETCD_READ:
+			node_lease_read_mark(step->node, &step->out.etcd);
+			break;
+		case WORKER_ETCD_RAISE:
+			node_lease_raise_mark(step->node, step->millis);
+			break;
+		case WORKER_ETCD_SETTLE:
+			node_lease_settle_mark(step->node, step->millis);
+			break;
+		case WORKER_LEASE_GRANT:
+			node_lease_grant();
+			break;
+		case WORKER_LEASE_KEEPALIVE:
+			step->out.lease_kept = node_lease_keepalive();
+			break;
+		case WORKER_LEASE_REVOKE:
+			node_lease_revoke();
+			break;
+		case WORKER_NODE_CLAIM:
+			node_lease_claim(step->claim);
+			break;
+		case WORKER_NODE_RELEASE:
+			node_lease_release(step->node);
+			break;
+	}
+}
+
+/*
+ * Run one call that uses the database, the mark file or etcd; on error,
+ * report it, clean up the transaction and return false.  This is the
+ * worker's one place that catches errors.
  */
 static bool
-worker_run(void (*step) (void *), void *arg, const char *what)
+worker_run(WorkerStep *step, const char *what)
 {
 	MemoryContext context = worker_context;
 	volatile bool ok = true;
 
 	PG_TRY();
 	{
-		step(arg);
+		worker_do(step);
 	}
 	PG_CATCH();
 	{
@@ -237,7 +340,7 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 
 		if (worker_first_in_episode(what, message))
 			ereport(WARNING,
-					errmsg("snowflake worker %s", message),
+					errmsg("snowflake worker could not %s: %s", what, edata->message),
 					edata->detail ? errdetail("%s", edata->detail) : 0);
 		shared_state_set_last_error(message);
 		FreeErrorData(edata);
@@ -251,32 +354,28 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 	return ok;
 }
 
-/* The mark file's record of one node id, for worker_read_mark_file(). */
-typedef struct WorkerFileMark
+/* A call with no input but the node id (perhaps none). */
+static bool
+worker_run_on(WorkerCall call, int node, WorkerStep *step, const char *what)
 {
-	int			node;
-	int64		millis;			/* ms since the epoch; 0 for none */
-	int64		etcd_revision;	/* of the etcd mark this server wrote last */
-	bool		epoch_changed;	/* the file was written under another epoch */
-	TimestampTz other_epoch;
-} WorkerFileMark;
-
-static void
-worker_write_mark_file(void *arg)
-{
-	MarkStoreWrite *write = (MarkStoreWrite *) arg;
-
-	mark_file_write(write->node, write->mark_millis,
-					worker_uses_etcd ? node_lease_mark_revision(write->node) : 0);
+	memset(step, 0, sizeof(*step));
+	step->call = call;
+	step->node = node;
+	step->own_millis = -1;
+	return worker_run(step, what);
 }
 
-static void
-worker_read_mark_file(void *arg)
+/* A call that writes millis as node's mark. */
+static bool
+worker_run_write(WorkerCall call, int node, int64 millis, WorkerStep *step,
+				 const char *what)
 {
-	WorkerFileMark *read = (WorkerFileMark *) arg;
-
-	read->epoch_changed = mark_file_other_epoch(&read->other_epoch);
-	read->millis = mark_file_read(read->node, &read->etcd_revision);
+	memset(step, 0, sizeof(*step));
+	step->call = call;
+	step->node = node;
+	step->millis = millis;
+	step->own_millis = -1;
+	return worker_run(step, what);
 }
 
 /*
@@ -359,6 +458,53 @@ worker_wait_for_database(void)
 }
 
 /*
+ * The marks interface: worker_read_marks(), worker_raise_marks() and
+ * worker_settle_marks() are the only functions that know which homes hold
+ * the marks (the table and the mark file always, etcd in etcd mode) and in
+ * which order they are written.  Every call on a home is its own
+ * worker_run(), so that one home failing never keeps another from being
+ * written.
+ */
+
+/*
+ * Settle node's marks at the last issued millisecond, with the generator
+ * closed, so that the next holder of the node id (often this server,
+ * restarting) issues at once.  A mark honoured since the last reopen but
+ * not yet reopened above stays; rows above our own reservation were written
+ * by others.
+ */
+static void
+worker_settle_marks(int node, int64 last_millis)
+{
+	int64		millis = Max(last_millis, shared_state_node_floor(node));
+	WorkerStep	step;
+
+	memset(&step, 0, sizeof(step));
+	step.call = WORKER_TABLE_WRITE;
+	step.node = node;
+	step.millis = millis;
+	step.own_millis = worker_own_mark;
+	if (worker_run(&step, "record the last issued timestamp") &&
+		step.out.table_write.refusal.message == NULL)
+		shared_state_set_high_water(step.out.table_write.merged_millis);
+	/* etcd first: the file records the revision of the settled mark. */
+	if (worker_uses_etcd && node_lease_held())
+		(void) worker_run_write(WORKER_ETCD_SETTLE, node, millis, &step,
+								"record the last issued timestamp in etcd");
+	(void) worker_run_write(WORKER_FILE_WRITE, node, millis, &step,
+							"record the last issued timestamp in snowflake.marks");
+}
+
+/* Give the etcd lease back, freeing the node id at once. */
+static void
+worker_revoke_lease(void)
+{
+	WorkerStep	step;
+
+	(void) worker_run_on(WORKER_LEASE_REVOKE, -1, &step, "revoke the etcd lease");
+}
+
+/*
  * At shutdown: close the generator, so that no ID follows the one recorded,
  * and record the exact last issued millisecond as the mark.
  */
@@ -375,32 +521,10 @@ worker_close_and_exit(bool was_ready)
 	int64		last_millis = snowflake_millis((int64) last_id);
 
 	if (was_ready && last_millis > 0)
-	{
-		/*
-		 * A mark honoured since the last reopen but not yet reopened above
-		 * stays; rows above our own reservation were written by others.
-		 */
-		MarkStoreWrite write = {
-			.node = worker_node,
-			.mark_millis = Max(last_millis, shared_state_node_floor(worker_node)),
-			.own_millis = worker_own_mark,
-		};
-		NodeMark	etcd_mark = {worker_node, write.mark_millis};
-
-		if (worker_run(mark_store_write, &write,
-					   "record the last issued timestamp") &&
-			write.refusal.message == NULL)
-			shared_state_set_high_water(write.merged_millis);
-		/* etcd first: the file records the revision of the settled mark. */
-		if (worker_uses_etcd && node_lease_held())
-			(void) worker_run(node_lease_settle_mark, &etcd_mark,
-							  "record the last issued timestamp in etcd");
-		(void) worker_run(worker_write_mark_file, &write,
-						  "record the last issued timestamp in snowflake.marks");
-	}
+		worker_settle_marks(worker_node, last_millis);
 	/* Frees the node id at once for the next server. */
 	if (worker_uses_etcd)
-		(void) worker_run(node_lease_revoke, NULL, "revoke the etcd lease");
+		worker_revoke_lease();
 	/* Exit code 1: restarted if this was not a server shutdown. */
 	proc_exit(1);
 }
@@ -413,15 +537,20 @@ worker_close_and_exit(bool was_ready)
 static bool
 worker_tend_lease(void)
 {
+	WorkerStep	step;
 	bool		lost = false;
 
 	if (!worker_uses_etcd)
 		return true;
 	if (!node_lease_held())
 		return false;
-	if (node_lease_ms_until_keepalive() == 0 &&
-		!worker_run(node_lease_keepalive, &lost, "renew the etcd lease"))
-		node_lease_keepalive_failed();
+	if (node_lease_ms_until_keepalive() == 0)
+	{
+		if (!worker_run_on(WORKER_LEASE_KEEPALIVE, -1, &step, "renew the etcd lease"))
+			node_lease_keepalive_failed();
+		else
+			lost = !step.out.lease_kept;
+	}
 	if (lost || shared_state_fenced(&snowflake_shared->fence_deadline))
 	{
 		node_lease_lost();
@@ -475,10 +604,10 @@ worker_reservation_ahead(void)
 static bool
 worker_raise_etcd_mark(int64 millis)
 {
-	NodeMark	etcd_mark = {worker_node, millis};
+	WorkerStep	step;
 
-	return worker_run(node_lease_raise_mark, &etcd_mark,
-					  "raise the high-water mark in etcd");
+	return worker_run_write(WORKER_ETCD_RAISE, worker_node, millis, &step,
+							"raise the high-water mark in etcd");
 }
 
 /*
@@ -488,9 +617,10 @@ worker_raise_etcd_mark(int64 millis)
  * round trip and an etcd outage shorter than the fence does not stop them.
  */
 static bool
-worker_reserve(int64 target_millis)
+worker_raise_marks(int64 target_millis)
 {
-	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis, .own_millis = -1};
+	WorkerStep	step;
+	MarkStoreWrite *write = &step.out.table_write;
 	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
 	bool		covered = !worker_uses_etcd ||
@@ -504,24 +634,25 @@ worker_reserve(int64 target_millis)
 	if (!covered && !worker_raise_etcd_mark(target_millis + 2 * ttl_ms) &&
 		!node_lease_mark_covers(worker_node, target_millis))
 		goto failed;
-	if (!worker_run(mark_store_write, &write, "reserve the high-water mark"))
+	if (!worker_run_write(WORKER_TABLE_WRITE, worker_node, target_millis, &step,
+						  "reserve the high-water mark"))
 		goto failed;
-	if (write.refusal.message != NULL)
+	if (write->refusal.message != NULL)
 	{
 		/* The marks lost their safe home: stop until it is back. */
 		(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
 								  SNOWFLAKE_CLOSE_REOPEN);
-		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write.refusal.message,
-					  write.refusal.hint);
+		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write->refusal.message,
+					  write->refusal.hint);
 		goto failed;
 	}
 	/* A higher row came in without the trigger noticing: honour it. */
-	if (write.merged_millis > target_millis &&
-		shared_state_honour_mark(worker_node, true, write.merged_millis))
+	if (write->merged_millis > target_millis &&
+		shared_state_honour_mark(worker_node, true, write->merged_millis))
 		goto failed;
-	worker_own_mark = write.merged_millis;
-	if (!worker_run(worker_write_mark_file, &write,
-					"reserve the high-water mark in snowflake.marks"))
+	worker_own_mark = write->merged_millis;
+	if (!worker_run_write(WORKER_FILE_WRITE, worker_node, target_millis, &step,
+						  "reserve the high-water mark in snowflake.marks"))
 		goto failed;
 
 	shared_state_publish_reservation(target_millis,
@@ -553,9 +684,10 @@ worker_acquire_node(void)
 	for (;;)
 	{
 		NodeClaim	claim;
+		WorkerStep	step;
 
 		if (!node_lease_held() &&
-			!worker_run(node_lease_grant, NULL, "lease a node id from etcd"))
+			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
 		{
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
 			(void) worker_sleep(WORKER_RETRY_MS, false);
@@ -566,7 +698,10 @@ worker_acquire_node(void)
 			snowflake_node_id : -1;
 		claim.skip_until = worker_skip_until;
 		claim.now_millis = generator_clock_millis();
-		if (!worker_run(node_lease_claim, &claim, "claim a node id in etcd"))
+		memset(&step, 0, sizeof(step));
+		step.call = WORKER_NODE_CLAIM;
+		step.claim = &claim;
+		if (!worker_run(&step, "claim a node id in etcd"))
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
 		else if (claim.node >= 0)
 		{
@@ -601,7 +736,7 @@ worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
 	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
-		(void) worker_run(node_lease_revoke, NULL, "revoke the etcd lease");
+		worker_revoke_lease();
 	for (;;)
 		(void) worker_sleep(-1, false);
 }
@@ -621,7 +756,12 @@ worker_migrate_from(int node, int64 mark_millis, int64 behind)
 	worker_skip_until[node] = mark_millis - snowflake_reserve - snowflake_max_clock_rollback;
 	pg_atomic_fetch_add_u64(&snowflake_shared->node_migrations, 1);
 	worker_gave_back = true;
-	(void) worker_run(node_lease_release, &node, "give back a node id in etcd");
+	{
+		WorkerStep	step;
+
+		(void) worker_run_on(WORKER_NODE_RELEASE, node, &step,
+							 "give back a node id in etcd");
+	}
 }
 
 /*
@@ -659,35 +799,39 @@ worker_wait_out_unknown_holder(int node)
 	}
 }
 
+/* The marks of one node id, from every home that keeps them. */
+typedef struct WorkerMarks
+{
+	int64		table_millis;	/* the higher of the table and the mark file */
+	int64		etcd_millis;	/* the etcd mark; 0: none, or no etcd */
+
+	/*
+	 * The etcd mark is this server's own last write of it, found unchanged:
+	 * nobody else issued under the node id since.
+	 */
+	bool		own_etcd_mark;
+} WorkerMarks;
+
 /*
- * Read the node's marks, hold the generator above them until the clock has
- * passed them, then make the first reservation.  Returns false to start
- * over: the etcd lease was lost, the node id given back, or a mark above
- * the last ID was written meanwhile.
+ * Read node's marks from every home, retrying each until it answers.
+ * Returns false to start over (the etcd lease was lost meanwhile).
  */
 static bool
-worker_open(int node)
+worker_read_marks(int node, WorkerMarks *marks)
 {
-	MarkStoreRead mark;
-	WorkerFileMark file_mark = {.node = node};
-	NodeMark	etcd_mark = {.node = node};
-	int64		table_millis;
-	int64		base;
-	int64		tolerated = worker_reservation_ahead() + snowflake_max_clock_rollback;
-	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
-	bool		own_etcd_mark;
+	WorkerStep	table;
+	WorkerStep	file;
+	WorkerStep	etcd;
 
-	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	for (;;)
 	{
-		memset(&mark, 0, sizeof(mark));
-		mark.node = node;
-		if (worker_run(mark_store_read, &mark, "read the high-water mark"))
+		if (worker_run_on(WORKER_TABLE_READ, node, &table, "read the high-water mark"))
 		{
-			if (mark.refusal.message == NULL)
+			if (table.out.table_read.refusal.message == NULL)
 				break;
-			worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, mark.refusal.message,
-						  mark.refusal.hint);
+			worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
+						  table.out.table_read.refusal.message,
+						  table.out.table_read.refusal.hint);
 		}
 		if (!worker_sleep(WORKER_RETRY_MS, false))
 			return false;
@@ -697,37 +841,30 @@ worker_open(int node)
 	/* Marks honoured from here on are in what is read next, or reopen again. */
 	shared_state_clear_reopen();
 
-	if (mark.epoch_changed)
-		worker_refuse_changed_epoch(mark.other_epoch, "the high-water table");
+	if (table.out.table_read.epoch_changed)
+		worker_refuse_changed_epoch(table.out.table_read.other_epoch,
+									"the high-water table");
 
-	while (!worker_run(worker_read_mark_file, &file_mark,
-					   "read the high-water mark in snowflake.marks"))
+	while (!worker_run_on(WORKER_FILE_READ, node, &file,
+						  "read the high-water mark in snowflake.marks"))
 		if (!worker_sleep(WORKER_RETRY_MS, false))
 			return false;
-	if (file_mark.epoch_changed)
-		worker_refuse_changed_epoch(file_mark.other_epoch, "the mark file snowflake.marks");
-	table_millis = Max(mark.found ? mark.mark_millis : 0, file_mark.millis);
+	if (file.out.file.epoch_changed)
+		worker_refuse_changed_epoch(file.out.file.other_epoch,
+									"the mark file snowflake.marks");
+	marks->table_millis = Max(table.out.table_read.found ?
+							  table.out.table_read.mark_millis : 0,
+							  file.out.file.millis);
 
-	if (worker_uses_etcd)
-	{
-		while (!worker_run(node_lease_read_mark, &etcd_mark,
-						   "read the high-water mark in etcd"))
-			if (!worker_sleep(WORKER_RETRY_MS, false))
-				return false;
-		if (snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD)
-		{
-			int64		now = generator_clock_millis();
-
-			if (table_millis - now > tolerated ||
-				etcd_mark.millis - now > tolerated + etcd_lead)
-			{
-				int64		mark_millis = Max(table_millis, etcd_mark.millis);
-
-				worker_migrate_from(node, mark_millis, mark_millis - now);
-				return false;
-			}
-		}
-	}
+	marks->etcd_millis = 0;
+	marks->own_etcd_mark = false;
+	if (!worker_uses_etcd)
+		return true;
+	while (!worker_run_on(WORKER_ETCD_READ, node, &etcd,
+						  "read the high-water mark in etcd"))
+		if (!worker_sleep(WORKER_RETRY_MS, false))
+			return false;
+	marks->etcd_millis = etcd.out.etcd.millis;
 
 	/*
 	 * The etcd mark runs one to two TTLs ahead of the IDs.  When it is our
@@ -735,21 +872,60 @@ worker_open(int node)
 	 * and the table and the mark file bound our IDs closer: a crash restart
 	 * that gets its node id back waits for those, not for the etcd lead.
 	 */
-	own_etcd_mark = worker_uses_etcd && etcd_mark.trusted && etcd_mark.revision > 0 &&
-		etcd_mark.revision == file_mark.etcd_revision;
-	base = shared_state_open(node, Max(table_millis,
-									   own_etcd_mark ? 0 : etcd_mark.millis));
-	worker_own_mark = -1;
+	marks->own_etcd_mark = etcd.out.etcd.trusted && etcd.out.etcd.revision > 0 &&
+		etcd.out.etcd.revision == file.out.file.etcd_revision;
+	return true;
+}
 
-	/*
-	 * In etcd mode only our own last write of the etcd mark, found unchanged,
-	 * proves that nobody issued under the node id since; anything else
-	 * (another server held it, a node id new to this server, etcd's data
-	 * lost) is waited out.
-	 */
-	if (worker_uses_etcd && !own_etcd_mark &&
-		!worker_wait_out_unknown_holder(node))
+/* How far ahead of the IDs the etcd mark may run. */
+static int64
+worker_etcd_lead_ms(void)
+{
+	return worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
+}
+
+/*
+ * etcd mode with node ids from etcd: a node id whose marks are too far
+ * ahead of this clock is given back for another.  Returns whether it was.
+ */
+static bool
+worker_migrate_if_far_ahead(int node, const WorkerMarks *marks, int64 tolerated)
+{
+	int64		now;
+
+	if (!worker_uses_etcd || snowflake_node_source != SNOWFLAKE_NODE_SOURCE_ETCD)
 		return false;
+	now = generator_clock_millis();
+	if (marks->table_millis - now > tolerated ||
+		marks->etcd_millis - now > tolerated + worker_etcd_lead_ms())
+	{
+		int64		mark_millis = Max(marks->table_millis, marks->etcd_millis);
+
+		worker_migrate_from(node, mark_millis, mark_millis - now);
+		return true;
+	}
+	return false;
+}
+
+/* How worker_wait_for_clock() ended. */
+typedef enum WorkerClockWait
+{
+	WORKER_CLOCK_PASSED,		/* the clock is past the floor */
+	WORKER_CLOCK_OUT_OF_RANGE,	/* outside the epoch's range: callers told */
+	WORKER_CLOCK_START_OVER		/* lease lost or a mark to honour */
+} WorkerClockWait;
+
+/*
+ * Hold the generator until the clock has passed base, the floor it was
+ * opened at: after a crash the marks are ahead by up to the reservation
+ * (and the etcd mark by up to its lead), which is waited out; further is a
+ * clock that went back, refused at once.
+ */
+static WorkerClockWait
+worker_wait_for_clock(int node, int64 base, const WorkerMarks *marks,
+					  int64 tolerated)
+{
+	int64		etcd_lead = worker_etcd_lead_ms();
 
 	for (;;)
 	{
@@ -761,21 +937,13 @@ worker_open(int node)
 		 * every caller, and asks for a reservation once the clock is right.
 		 */
 		if (now < 0 || now > SNOWFLAKE_MAX_MILLIS)
-		{
-			shared_state_set_phase(SNOWFLAKE_PHASE_READY);
-			return true;
-		}
+			return WORKER_CLOCK_OUT_OF_RANGE;
 		if (behind < 0)
-			break;
+			return WORKER_CLOCK_PASSED;
 		shared_state_set_clock_behind(behind);
 
-		/*
-		 * After a crash the marks are ahead by up to the reservation (and the
-		 * etcd mark by up to its lead): waited out.  Further is a clock that
-		 * went back: refused at once.
-		 */
-		if (Max(table_millis, shared_state_node_floor(node)) - now > tolerated ||
-			(!own_etcd_mark && etcd_mark.millis - now > tolerated + etcd_lead))
+		if (Max(marks->table_millis, shared_state_node_floor(node)) - now > tolerated ||
+			(!marks->own_etcd_mark && marks->etcd_millis - now > tolerated + etcd_lead))
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
 				worker_report(psprintf("the clock is %lld ms behind the high-water mark of "
@@ -784,7 +952,9 @@ worker_open(int node)
 									   "than snowflake.reserve + snowflake.max_clock_rollback "
 									   "(%lld ms) behind. No IDs are issued until the clock "
 									   "passes the mark.",
-									   node, timestamptz_to_str(snowflake_epoch + base * 1000),
+									   node,
+									   timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
+																						base)),
 									   (long long) tolerated),
 							  NULL);
 			shared_state_set_phase(SNOWFLAKE_PHASE_CLOCK_BEHIND);
@@ -793,18 +963,72 @@ worker_open(int node)
 			shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false) ||
 			shared_state_reopen_wanted())
-			return false;
+			return WORKER_CLOCK_START_OVER;
 	}
+}
 
-	/* The clock has passed the mark: callers wait for the reservation. */
+/*
+ * The clock has passed the floor: make the first reservation, never below
+ * the floor even if the clock stepped back meanwhile, then issue.
+ */
+static bool
+worker_first_reservation(int64 base)
+{
+	/* Callers wait for the reservation. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-	/* Never below the floor, even if the clock stepped back meanwhile. */
-	while (!worker_reserve(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
+	while (!worker_raise_marks(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
 		if (!worker_sleep(WORKER_RETRY_MS, false) || shared_state_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
 	worker_problems_over(NULL);
 	return true;
+}
+
+/*
+ * Read the node's marks, hold the generator above them until the clock has
+ * passed them, then make the first reservation.  Returns false to start
+ * over: the etcd lease was lost, the node id given back, or a mark above
+ * the last ID was written meanwhile.
+ */
+static bool
+worker_open(int node)
+{
+	WorkerMarks marks;
+	int64		base;
+
+	/* Marks further ahead of the clock than this: a clock that went back. */
+	int64		tolerated = worker_reservation_ahead() + snowflake_max_clock_rollback;
+
+	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	if (!worker_read_marks(node, &marks) ||
+		worker_migrate_if_far_ahead(node, &marks, tolerated))
+		return false;
+
+	base = shared_state_open(node, Max(marks.table_millis,
+									   marks.own_etcd_mark ? 0 : marks.etcd_millis));
+	worker_own_mark = -1;
+
+	/*
+	 * In etcd mode only our own last write of the etcd mark, found unchanged,
+	 * proves that nobody issued under the node id since; anything else
+	 * (another server held it, a node id new to this server, etcd's data
+	 * lost) is waited out.
+	 */
+	if (worker_uses_etcd && !marks.own_etcd_mark &&
+		!worker_wait_out_unknown_holder(node))
+		return false;
+
+	switch (worker_wait_for_clock(node, base, &marks, tolerated))
+	{
+		case WORKER_CLOCK_OUT_OF_RANGE:
+			shared_state_set_phase(SNOWFLAKE_PHASE_READY);
+			return true;
+		case WORKER_CLOCK_START_OVER:
+			return false;
+		case WORKER_CLOCK_PASSED:
+			break;
+	}
+	return worker_first_reservation(base);
 }
 
 /*
@@ -829,15 +1053,16 @@ worker_serve(void)
 		/* Idle too, the home of the marks must stay safe: look every second. */
 		if (GetCurrentTimestamp() - home_checked_at > WORKER_RETRY_MS * 1000)
 		{
-			MarkStoreRefusal refusal = {NULL, NULL};
+			WorkerStep	step;
+			MarkStoreRefusal *refusal = &step.out.refusal;
 
 			home_checked_at = GetCurrentTimestamp();
-			if (worker_run(mark_store_check, &refusal, "check the high-water table") &&
-				refusal.message != NULL)
+			if (worker_run_on(WORKER_TABLE_CHECK, -1, &step, "check the high-water table") &&
+				refusal->message != NULL)
 			{
 				(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, 0);
-				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal.message,
-							  refusal.hint);
+				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal->message,
+							  refusal->hint);
 				return;
 			}
 		}
@@ -857,7 +1082,7 @@ worker_serve(void)
 			int64		target = generator_clock_millis() + worker_reservation_ahead();
 
 			if (target > reserved)
-				(void) worker_reserve(target);
+				(void) worker_raise_marks(target);
 		}
 	}
 }
@@ -909,10 +1134,10 @@ snowflake_worker_main(Datum arg)
 
 		/*
 		 * A worker that restarted without a server restart left a lease
-		 * behind: fence until there is a new one (node_lease_forget() drops
-		 * the fence first), and revoke the old one before the next grant.
+		 * behind: fence until there is a new one (which drops the fence
+		 * first), and revoke the old one before the next grant.
 		 */
-		node_lease_forget(shared_state_get_lease(&expires));
+		node_lease_revoke_later(shared_state_get_lease(&expires));
 		(void) shared_state_close(SNOWFLAKE_PHASE_STARTING, 0);
 		etcd_client_open();
 	}
