@@ -422,15 +422,16 @@ worker_refuse(SnowflakePhase phase, const char *message, const char *hint)
 
 /*
  * The last start died connecting to snowflake.database: look for it from
- * a connection to no database (shared catalogs only), say what is wrong
- * until it exists, then exit to be started again and connect to it.  This
- * keeps a missing database from becoming a loop of FATAL errors.
+ * a connection to no database (shared catalogs only), and say what is wrong
+ * until it exists or the server shuts down.  The caller then exits, to be
+ * started again and connect to it.  This keeps a missing database from
+ * becoming a loop of FATAL errors.
  */
-static void pg_attribute_noreturn()
+static void
 worker_wait_for_database(void)
 {
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		bool		exists;
 
@@ -441,7 +442,7 @@ worker_wait_for_database(void)
 		if (exists)
 		{
 			pg_atomic_write_u32(&snowflake_shared->connect_attempts, 0);
-			proc_exit(1);
+			return;
 		}
 		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
 					  psprintf("database \"%s\" (snowflake.database) does not exist",
@@ -452,8 +453,6 @@ worker_wait_for_database(void)
 						 WORKER_RETRY_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		if (ShutdownRequestPending)
-			proc_exit(1);
 	}
 }
 
@@ -506,10 +505,11 @@ worker_revoke_lease(void)
 
 /*
  * At shutdown: close the generator, so that no ID follows the one recorded,
- * and record the exact last issued millisecond as the mark.
+ * and, if the worker was serving (settle), record the exact last issued
+ * millisecond as the mark.
  */
-static void pg_attribute_noreturn()
-worker_close_and_exit(bool was_ready)
+static void
+worker_close(bool settle)
 {
 	/*
 	 * The mark is about to drop to the exact last millisecond: so must the
@@ -520,13 +520,11 @@ worker_close_and_exit(bool was_ready)
 											 SNOWFLAKE_CLOSE_AT_LAST_ID);
 	int64		last_millis = snowflake_millis((int64) last_id);
 
-	if (was_ready && last_millis > 0)
+	if (settle && last_millis > 0)
 		worker_settle_marks(worker_node, last_millis);
 	/* Frees the node id at once for the next server. */
 	if (worker_uses_etcd)
 		worker_revoke_lease();
-	/* Exit code 1: restarted if this was not a server shutdown. */
-	proc_exit(1);
 }
 
 /*
@@ -561,10 +559,12 @@ worker_tend_lease(void)
 
 /*
  * Sleep up to timeout_ms (-1: no limit), waking for keep-alives; handle
- * reloads; leave on shutdown.  Returns false when the etcd lease is lost.
+ * reloads; then free what the last round allocated.  Returns false when
+ * the server shuts down (the caller returns, up to the main loop, which
+ * closes) or the etcd lease is lost.
  */
 static bool
-worker_sleep(long timeout_ms, bool was_ready)
+worker_sleep(long timeout_ms)
 {
 	int64		keepalive_ms = worker_uses_etcd ? node_lease_ms_until_keepalive() : -1;
 
@@ -581,7 +581,7 @@ worker_sleep(long timeout_ms, bool was_ready)
 		ProcessConfigFile(PGC_SIGHUP);
 	}
 	if (ShutdownRequestPending)
-		worker_close_and_exit(was_ready);
+		return false;
 	MemoryContextReset(worker_context);
 	return worker_tend_lease();
 }
@@ -673,7 +673,8 @@ failed:
 /*
  * etcd: hold a lease and a node id, the configured one or the lowest free
  * one.  Loops until it has one; meanwhile backends wait (fenced) or, when
- * etcd answered that none is available, are told why at once.
+ * etcd answered that none is available, are told why at once.  Returns -1
+ * when the server shuts down first.
  */
 static int
 worker_acquire_node(void)
@@ -681,7 +682,7 @@ worker_acquire_node(void)
 	if (!worker_uses_etcd)
 		return snowflake_node_id;
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		NodeClaim	claim;
 		WorkerStep	step;
@@ -690,7 +691,7 @@ worker_acquire_node(void)
 			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
 		{
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
-			(void) worker_sleep(WORKER_RETRY_MS, false);
+			(void) worker_sleep(WORKER_RETRY_MS);
 			continue;
 		}
 
@@ -719,12 +720,16 @@ worker_acquire_node(void)
 			shared_state_set_refusal(claim.problem, NULL);
 			shared_state_set_phase(SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE);
 		}
-		(void) worker_sleep(WORKER_RETRY_MS, false);
+		(void) worker_sleep(WORKER_RETRY_MS);
 	}
+	return -1;
 }
 
-/* The marks were written under another epoch: issue nothing, ever. */
-static void pg_attribute_noreturn()
+/*
+ * The marks were written under another epoch: issue nothing, ever.
+ * Returns only when the server shuts down.
+ */
+static void
 worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
 {
 	worker_report(psprintf("snowflake.epoch was changed: %s holds "
@@ -737,8 +742,8 @@ worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
 		worker_revoke_lease();
-	for (;;)
-		(void) worker_sleep(-1, false);
+	while (!ShutdownRequestPending)
+		(void) worker_sleep(-1);
 }
 
 /*
@@ -793,7 +798,7 @@ worker_wait_out_unknown_holder(int node)
 
 		if (now >= until)
 			return true;
-		if (!worker_sleep(Min((long) ((until - now) / 1000) + 1, WORKER_RETRY_MS), false) ||
+		if (!worker_sleep(Min((long) ((until - now) / 1000) + 1, WORKER_RETRY_MS)) ||
 			shared_state_reopen_wanted())
 			return false;
 	}
@@ -833,7 +838,7 @@ worker_read_marks(int node, WorkerMarks *marks)
 						  table.out.table_read.refusal.message,
 						  table.out.table_read.refusal.hint);
 		}
-		if (!worker_sleep(WORKER_RETRY_MS, false))
+		if (!worker_sleep(WORKER_RETRY_MS))
 			return false;
 	}
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
@@ -842,16 +847,22 @@ worker_read_marks(int node, WorkerMarks *marks)
 	shared_state_clear_reopen();
 
 	if (table.out.table_read.epoch_changed)
+	{
 		worker_refuse_changed_epoch(table.out.table_read.other_epoch,
 									"the high-water table");
+		return false;
+	}
 
 	while (!worker_run_on(WORKER_FILE_READ, node, &file,
 						  "read the high-water mark in snowflake.marks"))
-		if (!worker_sleep(WORKER_RETRY_MS, false))
+		if (!worker_sleep(WORKER_RETRY_MS))
 			return false;
 	if (file.out.file.epoch_changed)
+	{
 		worker_refuse_changed_epoch(file.out.file.other_epoch,
 									"the mark file snowflake.marks");
+		return false;
+	}
 	marks->table_millis = Max(table.out.table_read.found ?
 							  table.out.table_read.mark_millis : 0,
 							  file.out.file.millis);
@@ -862,7 +873,7 @@ worker_read_marks(int node, WorkerMarks *marks)
 		return true;
 	while (!worker_run_on(WORKER_ETCD_READ, node, &etcd,
 						  "read the high-water mark in etcd"))
-		if (!worker_sleep(WORKER_RETRY_MS, false))
+		if (!worker_sleep(WORKER_RETRY_MS))
 			return false;
 	marks->etcd_millis = etcd.out.etcd.millis;
 
@@ -961,7 +972,7 @@ worker_wait_for_clock(int node, int64 base, const WorkerMarks *marks,
 		}
 		else
 			shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false) ||
+		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS)) ||
 			shared_state_reopen_wanted())
 			return WORKER_CLOCK_START_OVER;
 	}
@@ -977,7 +988,7 @@ worker_first_reservation(int64 base)
 	/* Callers wait for the reservation. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
 	while (!worker_raise_marks(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
-		if (!worker_sleep(WORKER_RETRY_MS, false) || shared_state_reopen_wanted())
+		if (!worker_sleep(WORKER_RETRY_MS) || shared_state_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
 	worker_problems_over(NULL);
@@ -1046,7 +1057,7 @@ worker_serve(void)
 		int64		last_millis;
 		bool		wanted;
 
-		if (!worker_sleep(Max(snowflake_reserve / 4, 1), true) ||
+		if (!worker_sleep(Max(snowflake_reserve / 4, 1)) ||
 			shared_state_reopen_wanted())
 			return;
 
@@ -1104,6 +1115,8 @@ worker_fence(int node)
 void
 snowflake_worker_main(Datum arg)
 {
+	bool		served = false;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
@@ -1119,8 +1132,12 @@ snowflake_worker_main(Datum arg)
 	shared_state_set_worker_latch(MyLatch);
 	before_shmem_exit(worker_detach, 0);
 
+	/* Exit code 1 below: restarted, unless the server is shutting down. */
 	if (pg_atomic_fetch_add_u32(&snowflake_shared->connect_attempts, 1) > 0)
+	{
 		worker_wait_for_database();
+		proc_exit(1);
+	}
 	/* ALLOW_CONNECTIONS false on the database must not stop the marks. */
 	BackgroundWorkerInitializeConnection(snowflake_database, NULL,
 										 BGWORKER_BYPASS_ALLOWCONN);
@@ -1142,15 +1159,31 @@ snowflake_worker_main(Datum arg)
 		etcd_client_open();
 	}
 
-	for (;;)
+	/*
+	 * Every wait below returns once shutdown is requested, up to here: the
+	 * loop then ends, and the worker closes the generator and exits.
+	 */
+	while (!ShutdownRequestPending)
 	{
 		if (worker_node < 0)
 		{
 			worker_gave_back = false;
 			worker_node = worker_acquire_node();
+			if (worker_node < 0)
+				break;
 		}
 		if (worker_open(worker_node))
+		{
 			worker_serve();
+			/* Shut down while serving: the marks settle at the last ID. */
+			if (ShutdownRequestPending)
+			{
+				served = true;
+				break;
+			}
+		}
+		if (ShutdownRequestPending)
+			break;
 		if (worker_uses_etcd && !node_lease_held())
 		{
 			worker_fence(worker_node);
@@ -1159,4 +1192,7 @@ snowflake_worker_main(Datum arg)
 		else if (worker_gave_back)
 			worker_node = -1;
 	}
+
+	worker_close(served);
+	proc_exit(1);
 }
