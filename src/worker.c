@@ -99,6 +99,11 @@ static int	worker_problem_count = 0;
  */
 static int64 worker_skip_until[SNOWFLAKE_MAX_NODE + 1];
 
+static void worker_report(const char *detail, const char *hint, const char *fmt,...)
+			pg_attribute_printf(3, 4);
+static void worker_refuse(SnowflakePhase phase, const char *hint, const char *fmt,...)
+			pg_attribute_printf(3, 4);
+
 void
 WorkerRegister(void)
 {
@@ -197,16 +202,55 @@ worker_forget_backend_error(void)
 	shared_state_set_last_error("");
 }
 
-/* A problem the worker cannot fix itself: log once, keep for status. */
+/* fmt (already translated) with its arguments, in worker_context. */
+static char *worker_format(const char *fmt, va_list args) pg_attribute_printf(1, 0);
+
+static char *
+worker_format(const char *fmt, va_list args)
+{
+	StringInfoData message;
+
+	initStringInfo(&message);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&message, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			return message.data;
+		enlargeStringInfo(&message, needed);
+	}
+}
+
 static void
-worker_report(const char *message, const char *detail, const char *hint)
+worker_report_message(const char *message, const char *detail, const char *hint)
 {
 	if (worker_first_in_episode(NULL, message))
 		ereport(WARNING,
-				errmsg("%s", message),
-				detail ? errdetail("%s", detail) : 0,
+				errmsg_internal("%s", message),
+				detail ? errdetail_internal("%s", detail) : 0,
 				hint ? errhint("%s", hint) : 0);
 	shared_state_set_last_error(message);
+}
+
+/*
+ * A problem the worker cannot fix itself: log once, keep for status.  The
+ * message is a format string, translated here, so that grep and translation
+ * find it at the caller.
+ */
+static void
+worker_report(const char *detail, const char *hint, const char *fmt,...)
+{
+	va_list		args;
+	char	   *message;
+
+	va_start(args, fmt);
+	message = worker_format(_(fmt), args);
+	va_end(args);
+	worker_report_message(message, detail, hint);
 }
 
 /*
@@ -409,11 +453,20 @@ worker_pin_session_settings(void)
 					PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-/* Publish why IDs are refused, with the phase that refuses them. */
+/*
+ * Publish why IDs are refused (a format string, as for worker_report()),
+ * with the phase that refuses them.
+ */
 static void
-worker_refuse(SnowflakePhase phase, const char *message, const char *hint)
+worker_refuse(SnowflakePhase phase, const char *hint, const char *fmt,...)
 {
-	worker_report(message, NULL, hint);
+	va_list		args;
+	char	   *message;
+
+	va_start(args, fmt);
+	message = worker_format(_(fmt), args);
+	va_end(args);
+	worker_report_message(message, NULL, hint);
 	shared_state_set_refusal(message, hint);
 	shared_state_set_phase(phase);
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
@@ -445,10 +498,10 @@ worker_wait_for_database(void)
 			return;
 		}
 		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
-					  psprintf("database \"%s\" (snowflake.database) does not exist",
-							   snowflake_database),
 					  "Create that database, or set snowflake.database to the database "
-					  "that holds the snowflake extension and restart the server.");
+					  "that holds the snowflake extension and restart the server.",
+					  "database \"%s\" (snowflake.database) does not exist",
+					  snowflake_database);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 WORKER_RETRY_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -642,8 +695,8 @@ worker_raise_marks(int64 target_millis)
 		/* The marks lost their safe home: stop until it is back. */
 		(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
 								  SNOWFLAKE_CLOSE_REOPEN);
-		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write->refusal.message,
-					  write->refusal.hint);
+		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write->refusal.hint,
+					  "%s", write->refusal.message);
 		goto failed;
 	}
 	/* A higher row came in without the trigger noticing: honour it. */
@@ -715,8 +768,9 @@ worker_acquire_node(void)
 		}
 		else
 		{
-			worker_report(claim.problem, "The snowflake worker tries again every second.",
-						  NULL);
+			/* node_lease.c composed the problem: pass it on as it is */
+			worker_report("The snowflake worker tries again every second.", NULL,
+						  "%s", claim.problem);
 			shared_state_set_refusal(claim.problem, NULL);
 			shared_state_set_phase(SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE);
 		}
@@ -732,12 +786,12 @@ worker_acquire_node(void)
 static void
 worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
 {
-	worker_report(psprintf("snowflake.epoch was changed: %s holds "
-						   "marks written under epoch %s, but the server runs with %s",
-						   holder, pstrdup(timestamptz_to_str(other_epoch)),
-						   pstrdup(timestamptz_to_str(snowflake_epoch))),
-				  NULL,
-				  "Set snowflake.epoch back and restart the server. No IDs are issued.");
+	worker_report(NULL,
+				  "Set snowflake.epoch back and restart the server. No IDs are issued.",
+				  "snowflake.epoch was changed: %s holds "
+				  "marks written under epoch %s, but the server runs with %s",
+				  holder, pstrdup(timestamptz_to_str(other_epoch)),
+				  pstrdup(timestamptz_to_str(snowflake_epoch)));
 	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
@@ -835,8 +889,8 @@ worker_read_marks(int node, WorkerMarks *marks)
 			if (table.out.table_read.refusal.message == NULL)
 				break;
 			worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
-						  table.out.table_read.refusal.message,
-						  table.out.table_read.refusal.hint);
+						  table.out.table_read.refusal.hint,
+						  "%s", table.out.table_read.refusal.message);
 		}
 		if (!worker_sleep(WORKER_RETRY_MS))
 			return false;
@@ -957,9 +1011,7 @@ worker_wait_for_clock(int node, int64 base, const WorkerMarks *marks,
 			(!marks->own_etcd_mark && marks->etcd_millis - now > tolerated + etcd_lead))
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
-				worker_report(psprintf("the clock is %lld ms behind the high-water mark of "
-									   "node %d", (long long) behind, node),
-							  psprintf("IDs of node %d were reserved up to %s; that is more "
+				worker_report(psprintf("IDs of node %d were reserved up to %s; that is more "
 									   "than snowflake.reserve + snowflake.max_clock_rollback "
 									   "(%lld ms) behind. No IDs are issued until the clock "
 									   "passes the mark.",
@@ -967,7 +1019,9 @@ worker_wait_for_clock(int node, int64 base, const WorkerMarks *marks,
 									   timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
 																						base)),
 									   (long long) tolerated),
-							  NULL);
+							  NULL,
+							  "the clock is %lld ms behind the high-water mark of node %d",
+							  (long long) behind, node);
 			shared_state_set_phase(SNOWFLAKE_PHASE_CLOCK_BEHIND);
 		}
 		else
@@ -1072,8 +1126,8 @@ worker_serve(void)
 				refusal->message != NULL)
 			{
 				(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, 0);
-				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal->message,
-							  refusal->hint);
+				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal->hint,
+							  "%s", refusal->message);
 				return;
 			}
 		}
@@ -1106,10 +1160,10 @@ static void
 worker_fence(int node)
 {
 	(void) shared_state_close(SNOWFLAKE_PHASE_FENCED, 0);
-	worker_report(psprintf("the etcd lease on node id %d expired, could not be renewed "
-						   "in time, or etcd lost the claim; no IDs are issued until the "
-						   "worker holds a node id again", node),
-				  NULL, NULL);
+	worker_report(NULL, NULL,
+				  "the etcd lease on node id %d expired, could not be renewed "
+				  "in time, or etcd lost the claim; no IDs are issued until the "
+				  "worker holds a node id again", node);
 }
 
 void
