@@ -56,7 +56,7 @@ etcd_lease_keepalive(int64 lease_id)
 	int64		ttl;
 
 	etcd_call("/v3/lease/keepalive",
-					   psprintf("{\"ID\":\"" INT64_FORMAT "\"}", lease_id), &answer);
+			  psprintf("{\"ID\":\"" INT64_FORMAT "\"}", lease_id), &answer);
 	etcd_check(&answer);
 	result = etcd_object_field(&answer, answer.root, "result");
 	if (result == NULL)
@@ -76,7 +76,7 @@ etcd_lease_revoke(int64 lease_id)
 	EtcdAnswer	answer;
 
 	etcd_call("/v3/lease/revoke",
-					   psprintf("{\"ID\":\"" INT64_FORMAT "\"}", lease_id), &answer);
+			  psprintf("{\"ID\":\"" INT64_FORMAT "\"}", lease_id), &answer);
 	if (answer.status == 404 && etcd_int_field(&answer, answer.root, "code") == ETCD_CODE_NOT_FOUND)
 		return;
 	etcd_check(&answer);
@@ -96,13 +96,13 @@ etcd_create_if_absent(const char *key, const char *value, int64 lease_id,
 	JsonbContainer *responses;
 
 	etcd_call("/v3/kv/txn",
-					   psprintf("{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\","
-								"\"result\":\"EQUAL\",\"create_revision\":\"0\"}],"
-								"\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\","
-								"\"lease\":\"" INT64_FORMAT "\"}}],"
-								"\"failure\":[{\"request_range\":{\"key\":\"%s\"}}]}",
-								key64, key64, etcd_base64(value), lease_id, key64),
-					   &answer);
+			  psprintf("{\"compare\":[{\"key\":\"%s\",\"target\":\"CREATE\","
+					   "\"result\":\"EQUAL\",\"create_revision\":\"0\"}],"
+					   "\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\","
+					   "\"lease\":\"" INT64_FORMAT "\"}}],"
+					   "\"failure\":[{\"request_range\":{\"key\":\"%s\"}}]}",
+					   key64, key64, etcd_base64(value), lease_id, key64),
+			  &answer);
 	etcd_check(&answer);
 	if (etcd_bool_field(&answer, answer.root, "succeeded"))
 		return true;
@@ -111,7 +111,7 @@ etcd_create_if_absent(const char *key, const char *value, int64 lease_id,
 	if (responses == NULL || JsonContainerSize(responses) != 1)
 		etcd_reject(&answer, "a failed transaction without its range");
 	etcd_read_range(&answer, etcd_object_field(&answer, etcd_object_element(&answer, responses, 0),
-									  "response_range"), holder);
+											   "response_range"), holder);
 	return false;
 }
 
@@ -121,7 +121,7 @@ etcd_get(const char *key, EtcdKeyValue *kv)
 	EtcdAnswer	answer;
 
 	etcd_call("/v3/kv/range",
-					   psprintf("{\"key\":\"%s\"}", etcd_base64(key)), &answer);
+			  psprintf("{\"key\":\"%s\"}", etcd_base64(key)), &answer);
 	etcd_check(&answer);
 	etcd_read_range(&answer, answer.root, kv);
 }
@@ -146,17 +146,17 @@ etcd_guarded_put(const char *guard_key, int64 guard_lease,
 	EtcdKeyValue guard;
 
 	etcd_call("/v3/kv/txn",
-					   psprintf("{\"compare\":["
-								"{\"key\":\"%s\",\"target\":\"LEASE\",\"result\":\"EQUAL\","
-								"\"lease\":\"" INT64_FORMAT "\"},"
-								"{\"key\":\"%s\",\"target\":\"MOD\",\"result\":\"EQUAL\","
-								"\"mod_revision\":\"" INT64_FORMAT "\"}],"
-								"\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}],"
-								"\"failure\":[{\"request_range\":{\"key\":\"%s\"}},"
-								"{\"request_range\":{\"key\":\"%s\"}}]}",
-								guard64, guard_lease, key64, mod_revision,
-								key64, etcd_base64(value), guard64, key64),
-					   &answer);
+			  psprintf("{\"compare\":["
+					   "{\"key\":\"%s\",\"target\":\"LEASE\",\"result\":\"EQUAL\","
+					   "\"lease\":\"" INT64_FORMAT "\"},"
+					   "{\"key\":\"%s\",\"target\":\"MOD\",\"result\":\"EQUAL\","
+					   "\"mod_revision\":\"" INT64_FORMAT "\"}],"
+					   "\"success\":[{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}],"
+					   "\"failure\":[{\"request_range\":{\"key\":\"%s\"}},"
+					   "{\"request_range\":{\"key\":\"%s\"}}]}",
+					   guard64, guard_lease, key64, mod_revision,
+					   key64, etcd_base64(value), guard64, key64),
+			  &answer);
 	etcd_check(&answer);
 	memset(current, 0, sizeof(*current));
 	current->value = "";
@@ -175,11 +175,11 @@ etcd_guarded_put(const char *guard_key, int64 guard_lease,
 	if (responses == NULL || JsonContainerSize(responses) != 2)
 		etcd_reject(&answer, "a failed transaction without its two ranges");
 	etcd_read_range(&answer, etcd_object_field(&answer, etcd_object_element(&answer, responses, 0),
-									  "response_range"), &guard);
+											   "response_range"), &guard);
 	if (!guard.found || guard.lease != guard_lease)
 		return ETCD_GUARD_LOST;
 	etcd_read_range(&answer, etcd_object_field(&answer, etcd_object_element(&answer, responses, 1),
-									  "response_range"), current);
+											   "response_range"), current);
 	return ETCD_CHANGED;
 }
 
@@ -191,11 +191,11 @@ etcd_guarded_delete(const char *key, int64 lease_id)
 	EtcdAnswer	answer;
 
 	etcd_call("/v3/kv/txn",
-					   psprintf("{\"compare\":[{\"key\":\"%s\",\"target\":\"LEASE\","
-								"\"result\":\"EQUAL\",\"lease\":\"" INT64_FORMAT "\"}],"
-								"\"success\":[{\"request_delete_range\":{\"key\":\"%s\"}}]}",
-								key64, lease_id, key64),
-					   &answer);
+			  psprintf("{\"compare\":[{\"key\":\"%s\",\"target\":\"LEASE\","
+					   "\"result\":\"EQUAL\",\"lease\":\"" INT64_FORMAT "\"}],"
+					   "\"success\":[{\"request_delete_range\":{\"key\":\"%s\"}}]}",
+					   key64, lease_id, key64),
+			  &answer);
 	etcd_check(&answer);
 	return etcd_bool_field(&answer, answer.root, "succeeded");
 }
@@ -211,14 +211,17 @@ etcd_list_keys(const char *prefix)
 	List	   *keys = NIL;
 	int			i;
 
-	/* The range [prefix, prefix with its last byte + 1) holds exactly those keys. */
+	/*
+	 * The range [prefix, prefix with its last byte + 1) holds exactly those
+	 * keys.
+	 */
 	Assert(len > 0 && (unsigned char) prefix[len - 1] < 0x7f);
 	range_end[len - 1]++;
 
 	etcd_call("/v3/kv/range",
-					   psprintf("{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}",
-								etcd_base64(prefix), etcd_base64(range_end)),
-					   &answer);
+			  psprintf("{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}",
+					   etcd_base64(prefix), etcd_base64(range_end)),
+			  &answer);
 	etcd_check(&answer);
 	kvs = etcd_array_field(&answer, answer.root, "kvs");
 	for (i = 0; kvs != NULL && i < (int) JsonContainerSize(kvs); i++)

@@ -44,7 +44,7 @@
 static CURL *etcd_curl = NULL;
 static List *etcd_endpoints = NIL;	/* of char *, without trailing '/' */
 static int	etcd_current_endpoint = 0;
-static char *etcd_token = NULL;		/* auth token, when a user is set */
+static char *etcd_token = NULL; /* auth token, when a user is set */
 
 /* The body of the answer being read; allocated once, never grown. */
 static char *etcd_body = NULL;
@@ -176,6 +176,7 @@ etcd_post_once(const char *endpoint, const char *path, const char *body,
 	curl_easy_setopt(etcd_curl, CURLOPT_ERRORBUFFER, curl_error);
 	/* Signals belong to PostgreSQL: no SIGALRM-based timeouts in libcurl. */
 	curl_easy_setopt(etcd_curl, CURLOPT_NOSIGNAL, 1L);
+
 	/*
 	 * A request may not outlast a fifth of the lease: a keep-alive that
 	 * answers after the fence is of no use, and the next endpoint needs time.

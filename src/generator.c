@@ -33,6 +33,8 @@
 #include "settings.h"
 #include "shared_state.h"
 
+static void generator_report_clock_out_of_range(int64 now_micros) pg_attribute_noreturn();
+
 /*
  * pg_usleep() oversleeps by the kernel's timer slack (50us by default), so
  * the last stretch before the next millisecond is spun rather than slept.
@@ -127,7 +129,7 @@ generator_wait_for_worker(int64 *wait_started, const char *what)
 	if (snowflake_wait_timeout > 0)
 	{
 		int64		left = (int64) snowflake_wait_timeout * 1000 -
-			(now - *wait_started);
+		(now - *wait_started);
 		char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
 		if (left <= 0)
@@ -244,6 +246,7 @@ generator_wait_until_ready(int64 *wait_started)
 					shared_state_wake_worker();
 					asked_worker = true;
 				}
+
 				/*
 				 * Two looks: the one under way when we asked may have begun
 				 * before the cause went away.
@@ -299,7 +302,7 @@ generator_wait_until_ready(int64 *wait_started)
 	}
 }
 
-static void pg_attribute_noreturn()
+static void
 generator_report_clock_out_of_range(int64 now_micros)
 {
 	generator_fail(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
@@ -452,10 +455,10 @@ generator_take(int wanted, int *taken)
 		{
 			/*
 			 * etcd mode: once the node id's lease may have expired another
-			 * server may hold it, so nothing more is issued under it until the
-			 * worker has a live lease again.  Checked by every backend, so
-			 * that a stalled worker cannot extend the lease's life; and only
-			 * when a new millisecond starts, like the reservation, which
+			 * server may hold it, so nothing more is issued under it until
+			 * the worker has a live lease again.  Checked by every backend,
+			 * so that a stalled worker cannot extend the lease's life; and
+			 * only when a new millisecond starts, like the reservation, which
 			 * keeps the second clock read off the path of IDs within one
 			 * millisecond.  The fence's margin is far larger than that.
 			 */

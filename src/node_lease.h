@@ -14,7 +14,7 @@
 typedef struct NodeClaim
 {
 	int			wanted;			/* the configured node id, or -1 for any */
-	const int64 *skip_until;	/* per node id: clock ms before which to skip it */
+	const int64 *skip_until;	/* per node id: skipped before this clock ms */
 	int64		now_millis;		/* the clock, ms since the epoch */
 	int			node;			/* out: the node id now held, or -1 */
 	char	   *problem;		/* out: why none is held */

@@ -253,9 +253,9 @@ shared_state_restart_above(int64 mark_millis, int node)
 	int64		floor_millis;
 
 	/*
-	 * Nothing new is issued while last_id moves: a backend that reads the
-	 * new last_id must not pair it with the old reservation (of another
-	 * node id, perhaps).
+	 * Nothing new is issued while last_id moves: a backend that reads the new
+	 * last_id must not pair it with the old reservation (of another node id,
+	 * perhaps).
 	 */
 	pg_atomic_write_u64(&shared->reserved_until, 0);
 	pg_memory_barrier();

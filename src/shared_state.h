@@ -86,8 +86,8 @@ typedef enum SnowflakePhase
 	SNOWFLAKE_PHASE_SETTINGS_REJECTED,
 	SNOWFLAKE_PHASE_EPOCH_CHANGED,	/* marks were written under another epoch */
 	SNOWFLAKE_PHASE_FENCED,		/* etcd mode: no live lease on a node id */
-	SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE,	/* etcd: none free, or ours is held */
-	SNOWFLAKE_PHASE_MARKS_UNAVAILABLE	/* no safe home for the marks (refusal) */
+	SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE,	/* etcd: none free, or ours held */
+	SNOWFLAKE_PHASE_MARKS_UNAVAILABLE	/* no safe home for the marks */
 } SnowflakePhase;
 
 /* current_node when the server holds no node id. */
@@ -173,12 +173,12 @@ typedef struct SnowflakeShared
 
 	/*
 	 * Marks written into the table by someone else than the worker (a
-	 * restore), which the generator must stay above, per node id in ms
-	 * since the epoch: the trigger on the table raises honour_floor[node],
-	 * and if the generator runs under that node moves last_id above it,
-	 * closes the generator and sets reopen_wanted; the worker then reopens
-	 * above it.  Kept per node so that a mark arriving while the worker is
-	 * between node ids is not lost, nor applied to another node id.
+	 * restore), which the generator must stay above, per node id in ms since
+	 * the epoch: the trigger on the table raises honour_floor[node], and if
+	 * the generator runs under that node moves last_id above it, closes the
+	 * generator and sets reopen_wanted; the worker then reopens above it.
+	 * Kept per node so that a mark arriving while the worker is between node
+	 * ids is not lost, nor applied to another node id.
 	 */
 	pg_atomic_uint64 honour_floor[SNOWFLAKE_MAX_NODE + 1];
 	pg_atomic_uint32 reopen_wanted;

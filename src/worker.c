@@ -677,7 +677,7 @@ worker_raise_marks(int64 target_millis)
 	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
 	bool		covered = !worker_uses_etcd ||
-		node_lease_mark_covers(worker_node, target_millis);
+	node_lease_mark_covers(worker_node, target_millis);
 
 	/*
 	 * etcd must cover the target before the table may hold it.  When it
@@ -712,7 +712,10 @@ worker_raise_marks(int64 target_millis)
 									 (uint64) (GetCurrentTimestamp() - started));
 	worker_forget_backend_error();
 
-	/* Covered: raise the etcd mark now, after the table, if its lead is short. */
+	/*
+	 * Covered: raise the etcd mark now, after the table, if its lead is
+	 * short.
+	 */
 	if (covered && worker_uses_etcd &&
 		!node_lease_mark_covers(worker_node, target_millis + ttl_ms))
 		(void) worker_raise_etcd_mark(target_millis + 2 * ttl_ms);
@@ -834,7 +837,7 @@ static bool
 worker_wait_out_unknown_holder(int node)
 {
 	uint64		until = node_lease_claim_time() +
-		(uint64) (node_lease_fence_window_ms() + snowflake_max_clock_rollback) * 1000;
+	(uint64) (node_lease_fence_window_ms() + snowflake_max_clock_rollback) * 1000;
 
 	ereport(LOG,
 			errmsg("snowflake worker waits %lld ms before issuing under node id %d: "
