@@ -70,13 +70,13 @@ static int64 node_mark_cached_revision = 0;
 static int64 node_mark_cached_millis = 0;
 
 static char *
-node_key(int node)
+node_lease_node_key(int node)
 {
 	return psprintf("%s/nodes/%d", snowflake_etcd_prefix, node);
 }
 
 static char *
-mark_key(int node)
+node_lease_mark_key(int node)
 {
 	return psprintf("%s/marks/%d", snowflake_etcd_prefix, node);
 }
@@ -235,7 +235,7 @@ node_lease_keepalive(void)
 	{
 		EtcdKeyValue kv;
 
-		etcd_get(node_key(node_lease_node), &kv);
+		etcd_get(node_lease_node_key(node_lease_node), &kv);
 		if (etcd_take_revision_regression())
 		{
 			node_lease_data_lost = true;
@@ -245,7 +245,7 @@ node_lease_keepalive(void)
 		{
 			ereport(WARNING,
 					errmsg("the etcd key %s is gone or no longer attached to this "
-						   "server's lease", node_key(node_lease_node)),
+						   "server's lease", node_lease_node_key(node_lease_node)),
 					errdetail("etcd lost the claim (keys deleted, data wiped or "
 							  "restored); no more IDs are issued under node id %d.",
 							  node_lease_node));
@@ -269,7 +269,7 @@ node_lease_revoke(void)
 
 /* Node id n from a key <prefix>/nodes/<n>, or -1. */
 static int
-node_of_key(const char *key)
+node_lease_node_of_key(const char *key)
 {
 	char	   *nodes_prefix = psprintf("%s/nodes/", snowflake_etcd_prefix);
 	const char *digits = key + strlen(nodes_prefix);
@@ -319,7 +319,7 @@ node_lease_claim(NodeClaim *claim)
 
 	if (claim->wanted >= 0)
 	{
-		if (etcd_create_if_absent(node_key(claim->wanted), value, node_lease_id, &holder) ||
+		if (etcd_create_if_absent(node_lease_node_key(claim->wanted), value, node_lease_id, &holder) ||
 			(holder.found && holder.lease == node_lease_id))
 			node_lease_hold(claim, claim->wanted);
 		else
@@ -334,7 +334,7 @@ node_lease_claim(NodeClaim *claim)
 	{
 		EtcdKeyValue *kv = lfirst(cell);
 
-		node = node_of_key(kv->key);
+		node = node_lease_node_of_key(kv->key);
 		if (node < 0 || taken[node])
 			continue;
 		/* Claimed by an earlier try whose answer was lost: it is ours. */
@@ -356,7 +356,7 @@ node_lease_claim(NodeClaim *claim)
 			skipped++;
 			continue;
 		}
-		if (etcd_create_if_absent(node_key(node), value, node_lease_id, &holder) ||
+		if (etcd_create_if_absent(node_lease_node_key(node), value, node_lease_id, &holder) ||
 			(holder.found && holder.lease == node_lease_id))
 		{
 			node_lease_hold(claim, node);
@@ -384,7 +384,7 @@ void
 node_lease_release(int node)
 {
 	node_lease_node = -1;
-	(void) etcd_guarded_delete(node_key(node), node_lease_id);
+	(void) etcd_guarded_delete(node_lease_node_key(node), node_lease_id);
 }
 
 /*
@@ -420,7 +420,7 @@ bad:
 	ereport(ERROR,
 			errcode(ERRCODE_DATA_CORRUPTED),
 			errmsg("the etcd key %s holds \"%s\", not a high-water mark of this epoch",
-				   mark_key(node), etcd_printable(value, 40)),
+				   node_lease_mark_key(node), etcd_printable(value, 40)),
 			errhint("It must be milliseconds since 1970-01-01 UTC, optionally followed by "
 					"a space and etcd's cluster id. Correct or delete it with etcdctl once "
 					"no server holds node id %d.", node));
@@ -443,7 +443,7 @@ node_lease_read_mark(int node, NodeLeaseMark *mark)
 {
 	EtcdKeyValue kv;
 
-	etcd_get(mark_key(node), &kv);
+	etcd_get(node_lease_mark_key(node), &kv);
 	if (etcd_take_revision_regression())
 		node_lease_data_lost = true;
 	mark->trusted = node_lease_cache_mark(node, &kv) && !node_lease_data_lost;
@@ -477,7 +477,7 @@ node_lease_write_mark(int node, int64 millis)
 {
 	EtcdKeyValue current;
 
-	switch (etcd_guarded_put(node_key(node), node_lease_id, mark_key(node),
+	switch (etcd_guarded_put(node_lease_node_key(node), node_lease_id, node_lease_mark_key(node),
 							 psprintf(INT64_FORMAT " %s", millis + snowflake_epoch_unix_millis(snowflake_epoch),
 									  etcd_cluster_id()),
 							 node_mark_cached_revision, &current))
@@ -496,7 +496,7 @@ node_lease_write_mark(int node, int64 millis)
 	ereport(ERROR,
 			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			errmsg("the etcd key %s is no longer attached to this server's lease",
-				   node_key(node)),
+				   node_lease_node_key(node)),
 			errdetail("No more IDs are issued under node id %d.", node));
 	pg_unreachable();
 }
@@ -528,7 +528,7 @@ node_lease_raise_mark(int node, int64 millis)
 	ereport(ERROR,
 			errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			errmsg("could not raise the etcd key %s: it kept changing",
-				   mark_key(node)));
+				   node_lease_mark_key(node)));
 }
 
 /*
