@@ -25,28 +25,13 @@
 
 /* An answer that is not what etcd sends: count it, and say what was wrong. */
 void
-etcd_reject(const EtcdAnswer *answer, const char *fmt,...)
+etcd_reject_because(const EtcdAnswer *answer, const char *reason)
 {
-	StringInfoData reason;
-
-	initStringInfo(&reason);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&reason, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&reason, needed);
-	}
 	etcd_count_error();
 	ereport(ERROR,
 			errcode(ERRCODE_PROTOCOL_VIOLATION),
 			errmsg("unexpected answer from etcd to %s: %s",
-				   answer->path, reason.data));
+				   answer->path, reason));
 	pg_unreachable();
 }
 

@@ -21,8 +21,12 @@ typedef struct EtcdAnswer
 	JsonbContainer *root;		/* the answer, a JSON object */
 } EtcdAnswer;
 
-extern void etcd_reject(const EtcdAnswer *answer, const char *fmt,...)
-			pg_attribute_printf(2, 3) pg_attribute_noreturn();
+extern void etcd_reject_because(const EtcdAnswer *answer, const char *reason)
+			pg_attribute_noreturn();
+
+/* Reject an answer: the reason is a format string and its arguments. */
+#define etcd_reject(answer, ...) \
+	etcd_reject_because((answer), psprintf(__VA_ARGS__))
 extern void etcd_check(const EtcdAnswer *answer);
 extern char *etcd_error_in(const EtcdAnswer *answer);
 extern bool etcd_unavailable(JsonbContainer *root);

@@ -99,10 +99,20 @@ static int	worker_problem_count = 0;
  */
 static int64 worker_skip_until[SNOWFLAKE_MAX_NODE + 1];
 
-static void worker_report(const char *detail, const char *hint, const char *fmt,...)
-			pg_attribute_printf(3, 4);
-static void worker_refuse(SnowflakePhase phase, const char *hint, const char *fmt,...)
-			pg_attribute_printf(3, 4);
+static void worker_report_message(const char *message, const char *detail,
+								  const char *hint);
+static void worker_refuse_message(SnowflakePhase phase, const char *message,
+								  const char *hint);
+
+/*
+ * Report a problem (worker_report) or publish why IDs are refused
+ * (worker_refuse): the message is a format string and its arguments, so
+ * that grep and translation find it where it is raised.
+ */
+#define worker_report(detail, hint, fmt, ...) \
+	worker_report_message(psprintf(_(fmt), __VA_ARGS__), (detail), (hint))
+#define worker_refuse(phase, hint, fmt, ...) \
+	worker_refuse_message((phase), psprintf(_(fmt), __VA_ARGS__), (hint))
 
 void
 WorkerRegister(void)
@@ -202,29 +212,7 @@ worker_forget_backend_error(void)
 	shared_state_set_last_error("");
 }
 
-/* fmt (already translated) with its arguments, in worker_context. */
-static char *worker_format(const char *fmt, va_list args) pg_attribute_printf(1, 0);
-
-static char *
-worker_format(const char *fmt, va_list args)
-{
-	StringInfoData message;
-
-	initStringInfo(&message);
-	for (;;)
-	{
-		va_list		copy;
-		int			needed;
-
-		va_copy(copy, args);
-		needed = appendStringInfoVA(&message, fmt, copy);
-		va_end(copy);
-		if (needed == 0)
-			return message.data;
-		enlargeStringInfo(&message, needed);
-	}
-}
-
+/* A problem the worker cannot fix itself: log once, keep for status. */
 static void
 worker_report_message(const char *message, const char *detail, const char *hint)
 {
@@ -236,22 +224,6 @@ worker_report_message(const char *message, const char *detail, const char *hint)
 	shared_state_set_last_error(message);
 }
 
-/*
- * A problem the worker cannot fix itself: log once, keep for status.  The
- * message is a format string, translated here, so that grep and translation
- * find it at the caller.
- */
-static void
-worker_report(const char *detail, const char *hint, const char *fmt,...)
-{
-	va_list		args;
-	char	   *message;
-
-	va_start(args, fmt);
-	message = worker_format(_(fmt), args);
-	va_end(args);
-	worker_report_message(message, detail, hint);
-}
 
 /*
  * The calls the worker makes on the homes of the marks (the table, the mark
@@ -453,19 +425,10 @@ worker_pin_session_settings(void)
 					PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-/*
- * Publish why IDs are refused (a format string, as for worker_report()),
- * with the phase that refuses them.
- */
+/* Publish why IDs are refused, with the phase that refuses them. */
 static void
-worker_refuse(SnowflakePhase phase, const char *hint, const char *fmt,...)
+worker_refuse_message(SnowflakePhase phase, const char *message, const char *hint)
 {
-	va_list		args;
-	char	   *message;
-
-	va_start(args, fmt);
-	message = worker_format(_(fmt), args);
-	va_end(args);
 	worker_report_message(message, NULL, hint);
 	shared_state_set_refusal(message, hint);
 	shared_state_set_phase(phase);
