@@ -66,6 +66,7 @@ static char etcd_last_cluster_id[32] = "";
 static int64 etcd_max_revision = 0;
 static bool etcd_revision_regressed = false;
 
+static void etcd_authenticate(void);
 static void etcd_note_cluster_id(JsonbContainer *answer);
 
 /* Every failure of a call to etcd, for snowflake_status().etcd_errors. */
@@ -91,8 +92,6 @@ etcd_printable(const char *text, int max_len)
 			*p = '?';
 	return copy;
 }
-
-static void etcd_authenticate(void);
 
 /*
  * Parse snowflake.etcd_endpoints (already checked by its GUC hook) and set
