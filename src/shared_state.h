@@ -46,7 +46,11 @@
  * lease lives and the node id's key is still ours, and drops to 0 when the
  * lease is lost.  Every backend checks it before starting a millisecond.
  *
- * The etcd client owns etcd_errors and etcd_latency_us.
+ * etcd_transport.c owns etcd_latency_us, and etcd_errors through
+ * etcd_count_error(), which the other etcd files and node_lease.c call.
+ *
+ * progress_cv has no owner: whoever publishes progress (a phase, a
+ * reservation, a look at the home of the marks) broadcasts it.
  *
  * The node id, where it is kept and why each copy stays:
  *	- the node bits of last_id: the truth for issuing; an ID's node id can
