@@ -9,6 +9,8 @@ OBJS = \
 	src/functions.o \
 	src/mark_store.o \
 	src/mark_file.o \
+	src/etcd_json.o \
+	src/etcd_transport.o \
 	src/etcd_client.o \
 	src/node_lease.o \
 	src/worker.o

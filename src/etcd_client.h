@@ -3,10 +3,16 @@
  * etcd_client.h
  *	  The few etcd v3 calls snowflake makes, over etcd's HTTP/JSON gateway.
  *
+ * The calls are in etcd_client.c; the transport they share (endpoints,
+ * failover, authentication, what every answer's header says) is in
+ * etcd_transport.c; reading the answers' fields is in etcd_json.c.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef SNOWFLAKE_ETCD_CLIENT_H
 #define SNOWFLAKE_ETCD_CLIENT_H
+
+#include "nodes/pg_list.h"
 
 /* One key as etcd returned it; value is NUL-terminated. */
 typedef struct EtcdKeyValue
@@ -19,6 +25,7 @@ typedef struct EtcdKeyValue
 } EtcdKeyValue;
 
 extern void etcd_client_open(void);
+extern void etcd_count_error(void);
 extern int64 etcd_lease_grant(int ttl, int *granted_ttl);
 extern int	etcd_lease_keepalive(int64 lease_id);
 extern void etcd_lease_revoke(int64 lease_id);

@@ -29,6 +29,8 @@
 #include "settings.h"
 #include "shared_state.h"
 
+static void functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch) pg_attribute_noreturn();
+
 #define FUNCTIONS_MAX_BATCH 1000000
 
 static void
@@ -51,8 +53,8 @@ functions_configured_epoch(void)
 {
 	if (snowflake_shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
-									   "in postgresql.conf and restart the server, "
-									   "or pass the epoch explicitly.");
+										  "in postgresql.conf and restart the server, "
+										  "or pass the epoch explicitly.");
 	if (snowflake_rejected_setting != NULL &&
 		strcmp(snowflake_rejected_setting, "snowflake.epoch") == 0)
 		ereport(ERROR,
@@ -97,7 +99,7 @@ functions_id_to_timestamp(int64 id, TimestampTz epoch)
 	return result;
 }
 
-static void pg_attribute_noreturn()
+static void
 functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch)
 {
 	TimestampTz last;
@@ -365,7 +367,7 @@ snowflake_status(PG_FUNCTION_ARGS)
 
 	if (shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
-									   "in postgresql.conf and restart the server.");
+										  "in postgresql.conf and restart the server.");
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -386,8 +388,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	/*
 	 * The phase is the worker's word; what a caller of snowflake_nextval()
 	 * meets now can be worse: backends stop at the fence by themselves,
-	 * before the worker notices; a closed generator waits for the worker;
-	 * and a reservation that ran out while the worker cannot write a new one
+	 * before the worker notices; a closed generator waits for the worker; and
+	 * a reservation that ran out while the worker cannot write a new one
 	 * makes callers time out.  Never say ready then.
 	 */
 	if (phase == SNOWFLAKE_PHASE_READY)
@@ -407,8 +409,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 			uint64		wanted_since = pg_atomic_read_u64(&shared->reservation_wanted_since);
 
 			/*
-			 * Callers wait for a reservation: the worker's writes fail, or
-			 * it has not answered for longer than a reserve (a commit that
+			 * Callers wait for a reservation: the worker's writes fail, or it
+			 * has not answered for longer than a reserve (a commit that
 			 * hangs, e.g. on a synchronous standby that is down).
 			 */
 			if (pg_atomic_read_u32(&shared->reservation_failing) ||
@@ -449,7 +451,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	if (high_water > 0)
 	{
 		values[STATUS_HIGH_WATER] =
-			TimestampTzGetDatum(snowflake_epoch + high_water * 1000);
+			TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
+															  high_water));
 		nulls[STATUS_HIGH_WATER] = false;
 		values[STATUS_RESERVATION_LATENCY_MS] =
 			Float8GetDatum(pg_atomic_read_u64(&shared->reservation_latency_us) / 1000.0);
@@ -461,6 +464,7 @@ snowflake_status(PG_FUNCTION_ARGS)
 	values[STATUS_STATE] = CStringGetTextDatum(state_error ? "error" :
 											   functions_state_name(phase));
 	nulls[STATUS_STATE] = false;
+
 	/*
 	 * The worker reopens the generator with a floor in last_id (the mark,
 	 * perhaps ahead of the clock) that no ID carries: until an ID follows,
@@ -472,7 +476,8 @@ snowflake_status(PG_FUNCTION_ARGS)
 	if (ids_generated > 0 && shown_millis > 0)
 	{
 		values[STATUS_LAST_TIMESTAMP] =
-			TimestampTzGetDatum(snowflake_epoch + shown_millis * 1000);
+			TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
+															  shown_millis));
 		nulls[STATUS_LAST_TIMESTAMP] = false;
 	}
 	values[STATUS_IDS_GENERATED] = Int64GetDatum((int64) ids_generated);
@@ -572,13 +577,14 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * A mark the generator could never pass would stop this node id for
-	 * good, even if this transaction rolls back: refuse it here, as the
-	 * worker refuses to read it.
+	 * A mark the generator could never pass would stop this node id for good,
+	 * even if this transaction rolls back: refuse it here, as the worker
+	 * refuses to read it.
 	 */
 	mark_micros = DatumGetTimestampTz(mark) - snowflake_epoch;
 	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(mark)) ||
-		mark_micros > SNOWFLAKE_MAX_MILLIS * 1000)
+		DatumGetTimestampTz(mark) >
+		snowflake_millis_to_timestamp(snowflake_epoch, SNOWFLAKE_MAX_MILLIS))
 		ereport(ERROR,
 				errcode(ERRCODE_DATA_EXCEPTION),
 				errmsg("high-water mark %s of node %d is beyond the range of IDs of "
@@ -586,8 +592,8 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 					   timestamptz_to_str(DatumGetTimestampTz(mark)), DatumGetInt32(node)),
 				errdetail("IDs of snowflake.epoch %s reach %s.",
 						  pstrdup(timestamptz_to_str(snowflake_epoch)),
-						  pstrdup(timestamptz_to_str(snowflake_epoch +
-													 SNOWFLAKE_MAX_MILLIS * 1000))));
+						  pstrdup(timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
+																				   SNOWFLAKE_MAX_MILLIS)))));
 	if (mark_micros > 0)
 		shared_state_honour_mark(DatumGetInt32(node), true, (mark_micros + 999) / 1000);
 	return PointerGetDatum(NULL);

@@ -7,9 +7,11 @@
  * generator_take() reads the shared last ID, reads the clock, and moves the
  * last ID forward with one compare-and-swap: to the clock's millisecond with
  * sequence 0 when the clock is ahead, otherwise by the number of IDs taken
- * within the same millisecond.  No lock, no allocation; the only system
- * calls are the clock read and, in etcd mode, a monotonic clock read for
- * the fence whenever a new millisecond starts.  When a millisecond is full it waits for the next one
+ * within the same millisecond.  No lock, no allocation.  An ID that
+ * continues a millisecond costs one wall-clock read; one that starts a new
+ * millisecond in etcd mode also reads a second clock, the monotonic one the
+ * fence is measured by (CLOCK_BOOTTIME).  Nothing else makes a system call
+ * unless it waits: when a millisecond is full it waits for the next one
  * (briefly sleeping, then spinning the last microseconds), so an ID's
  * timestamp is never ahead of the clock.  A clock that stepped back is
  * ridden out from the last millisecond while its sequence lasts, then waited
@@ -31,6 +33,8 @@
 #include "settings.h"
 #include "shared_state.h"
 
+static void generator_report_clock_out_of_range(int64 now_micros) pg_attribute_noreturn();
+
 /*
  * pg_usleep() oversleeps by the kernel's timer slack (50us by default), so
  * the last stretch before the next millisecond is spun rather than slept.
@@ -43,9 +47,6 @@
 /* How often a backend waiting for the worker looks again, at the latest. */
 #define GENERATOR_WORKER_POLL_MS	10
 
-#define UNIX_TO_POSTGRES_MICROS \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
-
 /* Microseconds since snowflake.epoch by the wall clock. */
 static inline int64
 generator_clock_micros(void)
@@ -54,7 +55,7 @@ generator_clock_micros(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64) ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000 -
-		UNIX_TO_POSTGRES_MICROS - snowflake_epoch;
+		SNOWFLAKE_UNIX_TO_POSTGRES_MICROS - snowflake_epoch;
 }
 
 static int64
@@ -72,24 +73,45 @@ generator_current_node(void)
 static char *
 generator_millis_to_str(int64 millis)
 {
-	return pstrdup(timestamptz_to_str(snowflake_epoch + millis * 1000));
+	return pstrdup(timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
+																	millis)));
 }
 
 /*
- * Raise an error and leave its text in shared memory for
- * snowflake_status().last_error.
+ * The error being raised: leave its message in shared memory for
+ * snowflake_status().last_error.  Called in generator_fail's PG_CATCH.
  */
-static void pg_attribute_noreturn()
-generator_fail(int sqlstate, const char *message, const char *detail,
-			   const char *hint)
+static void
+generator_note_error(MemoryContext context)
 {
-	shared_state_set_backend_error(message);
-	ereport(ERROR,
-			errcode(sqlstate),
-			errmsg("%s", message),
-			detail ? errdetail("%s", detail) : 0,
-			hint ? errhint("%s", hint) : 0);
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	shared_state_set_backend_error(edata->message);
+	FreeErrorData(edata);
 }
+
+/*
+ * ereport(ERROR, ...) whose message also goes to last_error.  The caller's
+ * errmsg(), errdetail() and errhint() keep their format strings, for grep
+ * and translation.
+ */
+#define generator_fail(...) \
+	do { \
+		MemoryContext generator_context_ = CurrentMemoryContext; \
+		PG_TRY(); \
+		{ \
+			ereport(ERROR, __VA_ARGS__); \
+		} \
+		PG_CATCH(); \
+		{ \
+			generator_note_error(generator_context_); \
+			PG_RE_THROW(); \
+		} \
+		PG_END_TRY(); \
+		pg_unreachable(); \
+	} while (0)
 
 /*
  * Sleep until the worker reports progress (a phase change, a reservation) or
@@ -107,20 +129,20 @@ generator_wait_for_worker(int64 *wait_started, const char *what)
 	if (snowflake_wait_timeout > 0)
 	{
 		int64		left = (int64) snowflake_wait_timeout * 1000 -
-			(now - *wait_started);
+		(now - *wait_started);
 		char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
 		if (left <= 0)
 		{
 			shared_state_get_last_error(last_error);
-			generator_fail(ERRCODE_LOCK_NOT_AVAILABLE,
-						   psprintf("timed out after %d ms waiting for %s",
-									snowflake_wait_timeout, what),
+			generator_fail(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						   errmsg("timed out after %d ms waiting for %s",
+								  snowflake_wait_timeout, what),
 						   last_error[0] ?
-						   psprintf("The last error of the snowflake worker was: %s",
-									last_error) : NULL,
-						   "See snowflake_status() and the server log. Raise "
-						   "snowflake.wait_timeout to wait longer.");
+						   errdetail("The last error of the snowflake worker was: %s",
+									 last_error) : 0,
+						   errhint("See snowflake_status() and the server log. Raise "
+								   "snowflake.wait_timeout to wait longer."));
 		}
 		sleep_ms = Min(sleep_ms, left / 1000 + 1);
 	}
@@ -171,42 +193,42 @@ generator_wait_until_ready(int64 *wait_started)
 				{
 					int64		mark = (int64) pg_atomic_read_u64(&snowflake_shared->high_water);
 
-					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-								   psprintf("the clock is %lld ms behind the high-water mark "
-											"of node %d",
-											(long long) snowflake_shared->clock_behind_by,
-											generator_current_node()),
-								   psprintf("IDs of node %d were reserved up to %s; issuing "
-											"now could repeat them. That is more than "
-											"snowflake.reserve + snowflake.max_clock_rollback "
-											"(%d ms) behind.",
-											generator_current_node(),
-											generator_millis_to_str(mark),
-											snowflake_reserve + snowflake_max_clock_rollback),
-								   "Correct the system clock. IDs resume by themselves once "
-								   "it passes the mark.");
+					generator_fail(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+								   errmsg("the clock is %lld ms behind the high-water mark "
+										  "of node %d",
+										  (long long) snowflake_shared->clock_behind_by,
+										  generator_current_node()),
+								   errdetail("IDs of node %d were reserved up to %s; issuing "
+											 "now could repeat them. That is more than "
+											 "snowflake.reserve + snowflake.max_clock_rollback "
+											 "(%d ms) behind.",
+											 generator_current_node(),
+											 generator_millis_to_str(mark),
+											 snowflake_reserve + snowflake_max_clock_rollback),
+								   errhint("Correct the system clock. IDs resume by themselves "
+										   "once it passes the mark."));
 				}
 			case SNOWFLAKE_PHASE_NO_NODE_ID:
-				generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-							   "snowflake.node_id is not set",
-							   "No ID is issued without a node id. The server started with "
-							   "snowflake.node_id = -1; a value outside 0..1023 in the "
-							   "configuration is rejected at start-up with a warning in the "
-							   "server log.",
-							   "Set snowflake.node_id to a number from 0 to 1023, unique "
-							   "among your servers, in postgresql.conf and restart the "
-							   "server.");
+				generator_fail(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							   errmsg("snowflake.node_id is not set"),
+							   errdetail("No ID is issued without a node id. The server "
+										 "started with snowflake.node_id = -1; a value outside "
+										 "0..1023 in the configuration is rejected at start-up "
+										 "with a warning in the server log."),
+							   errhint("Set snowflake.node_id to a number from 0 to 1023, "
+									   "unique among your servers, in postgresql.conf and "
+									   "restart the server."));
 			case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
-				generator_fail(ERRCODE_INVALID_PARAMETER_VALUE,
-							   psprintf("snowflake is not issuing IDs because the configured value "
-										"of %s was rejected at server start",
-										snowflake_rejected_setting),
-							   "PostgreSQL fell back to the setting's default, or the "
-							   "settings do not fit together; this server was not "
-							   "configured to issue IDs that way.",
-							   psprintf("See the server log for why, correct %s in "
-										"postgresql.conf and restart the server.",
-										snowflake_rejected_setting));
+				generator_fail(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							   errmsg("snowflake is not issuing IDs because the configured "
+									  "value of %s was rejected at server start",
+									  snowflake_rejected_setting),
+							   errdetail("PostgreSQL fell back to the setting's default, or "
+										 "the settings do not fit together; this server was "
+										 "not configured to issue IDs that way."),
+							   errhint("See the server log for why, correct %s in "
+									   "postgresql.conf and restart the server.",
+									   snowflake_rejected_setting));
 			case SNOWFLAKE_PHASE_FENCED:
 				generator_wait_for_worker(wait_started,
 										  "a node id lease from etcd");
@@ -224,6 +246,7 @@ generator_wait_until_ready(int64 *wait_started)
 					shared_state_wake_worker();
 					asked_worker = true;
 				}
+
 				/*
 				 * Two looks: the one under way when we asked may have begun
 				 * before the cause went away.
@@ -239,54 +262,58 @@ generator_wait_until_ready(int64 *wait_started)
 					char		refusal[SNOWFLAKE_LAST_ERROR_LEN];
 					char		hint[SNOWFLAKE_LAST_ERROR_LEN];
 
+					/* The worker composed the refusal: pass it on as it is. */
 					shared_state_get_refusal(refusal, hint);
-					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-								   refusal,
-								   "No ID is issued until the high-water marks have a home "
-								   "that only superusers can change.",
-								   hint);
+					generator_fail(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+								   errmsg_internal("%s", refusal),
+								   errdetail("No ID is issued until the high-water marks have "
+											 "a home that only superusers can change."),
+								   errhint("%s", hint));
 				}
 			case SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE:
 				{
 					char		problem[SNOWFLAKE_LAST_ERROR_LEN];
 					char		unused_hint[SNOWFLAKE_LAST_ERROR_LEN];
 
+					/* The worker composed the problem: pass it on as it is. */
 					shared_state_get_refusal(problem, unused_hint);
-					generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-								   problem,
-								   "No ID is issued without a node id of its own. The "
-								   "snowflake worker keeps trying in the background.",
-								   "See snowflake_status() and, with etcdctl, the keys "
-								   "under snowflake.etcd_prefix.");
+					generator_fail(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+								   errmsg_internal("%s", problem),
+								   errdetail("No ID is issued without a node id of its own. "
+											 "The snowflake worker keeps trying in the "
+											 "background."),
+								   errhint("See snowflake_status() and, with etcdctl, the "
+										   "keys under snowflake.etcd_prefix."));
 				}
 			case SNOWFLAKE_PHASE_EPOCH_CHANGED:
 				{
 					char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
 
+					/* The worker's report of the epoch change, as it is. */
 					shared_state_get_last_error(last_error);
-					generator_fail(ERRCODE_INVALID_PARAMETER_VALUE,
-								   last_error,
-								   "Old IDs would look newer than they are, or new IDs "
-								   "could repeat old ones.",
-								   "Set snowflake.epoch back to the epoch of the "
-								   "high-water table and restart the server.");
+					generator_fail(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+								   errmsg_internal("%s", last_error),
+								   errdetail("Old IDs would look newer than they are, or new "
+											 "IDs could repeat old ones."),
+								   errhint("Set snowflake.epoch back to the epoch of the "
+										   "high-water table and restart the server."));
 				}
 		}
 	}
 }
 
-static void pg_attribute_noreturn()
+static void
 generator_report_clock_out_of_range(int64 now_micros)
 {
-	generator_fail(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE,
-				   psprintf("the clock reads %s, outside the range of IDs for "
-							"snowflake.epoch %s",
-							pstrdup(timestamptz_to_str(snowflake_epoch + now_micros)),
-							generator_millis_to_str(0)),
-				   psprintf("IDs cover %s to %s.",
-							generator_millis_to_str(0),
-							generator_millis_to_str(SNOWFLAKE_MAX_MILLIS)),
-				   "Check the system clock.");
+	generator_fail(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				   errmsg("the clock reads %s, outside the range of IDs for "
+						  "snowflake.epoch %s",
+						  pstrdup(timestamptz_to_str(snowflake_epoch + now_micros)),
+						  generator_millis_to_str(0)),
+				   errdetail("IDs cover %s to %s.",
+							 generator_millis_to_str(0),
+							 generator_millis_to_str(SNOWFLAKE_MAX_MILLIS)),
+				   errhint("Check the system clock."));
 }
 
 /*
@@ -325,26 +352,27 @@ generator_wait_past(int64 last_millis, int64 *wait_started)
 									&snowflake_shared->clock_rollbacks,
 									last_millis);
 			if (behind > snowflake_max_clock_rollback)
-				generator_fail(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-							   psprintf("the clock moved backwards by %lld ms, more than "
-										"snowflake.max_clock_rollback (%d ms)",
-										(long long) behind,
-										snowflake_max_clock_rollback),
-							   psprintf("The last ID was issued at %s; the clock reads %s. "
-										"No ID is issued until the clock passes the last one.",
-										generator_millis_to_str(last_millis),
-										generator_millis_to_str(now_millis)),
-							   "Correct the system clock. IDs resume by themselves once "
-							   "it passes the last issued timestamp.");
+				generator_fail(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							   errmsg("the clock moved backwards by %lld ms, more than "
+									  "snowflake.max_clock_rollback (%d ms)",
+									  (long long) behind,
+									  snowflake_max_clock_rollback),
+							   errdetail("The last ID was issued at %s; the clock reads %s. "
+										 "No ID is issued until the clock passes the last one.",
+										 generator_millis_to_str(last_millis),
+										 generator_millis_to_str(now_millis)),
+							   errhint("Correct the system clock. IDs resume by themselves "
+									   "once it passes the last issued timestamp."));
 			if (snowflake_wait_timeout > 0 &&
 				waited > (int64) snowflake_wait_timeout * 1000)
-				generator_fail(ERRCODE_LOCK_NOT_AVAILABLE,
-							   psprintf("timed out after %d ms waiting for the clock "
-										"to pass the last issued ID",
-										snowflake_wait_timeout),
-							   psprintf("The clock is %lld ms behind the last issued ID.",
-										(long long) behind),
-							   "Raise snowflake.wait_timeout, or correct the system clock.");
+				generator_fail(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+							   errmsg("timed out after %d ms waiting for the clock "
+									  "to pass the last issued ID",
+									  snowflake_wait_timeout),
+							   errdetail("The clock is %lld ms behind the last issued ID.",
+										 (long long) behind),
+							   errhint("Raise snowflake.wait_timeout, or correct the system "
+									   "clock."));
 		}
 
 		remaining = (last_millis + 1) * 1000 - now_micros;
@@ -358,8 +386,35 @@ generator_wait_past(int64 last_millis, int64 *wait_started)
 }
 
 /*
+ * Read last_id before the clock, so that a clock reading is never older
+ * than the last_id it is compared with.
+ */
+static inline uint64
+generator_read_last_id(void)
+{
+	uint64		last_id = pg_atomic_read_u64(&snowflake_shared->last_id);
+
+	pg_read_barrier();
+	return last_id;
+}
+
+/*
+ * Wait for the worker (for what, in messages) until the generator is ready
+ * again, then read last_id anew.
+ */
+static uint64
+generator_wait_and_reread(int64 *wait_started, const char *what)
+{
+	generator_wait_for_worker(wait_started, what);
+	generator_wait_until_ready(wait_started);
+	return generator_read_last_id();
+}
+
+/*
  * Take up to 'wanted' (1..4096) consecutive IDs of one millisecond with one
- * compare-and-swap.  Returns the first; *taken says how many.
+ * compare-and-swap.  Returns the first; *taken says how many.  Reads the
+ * wall clock once per try, and the monotonic clock too, in etcd mode, when
+ * the try starts a new millisecond (the fence).
  */
 int64
 generator_take(int wanted, int *taken)
@@ -375,12 +430,7 @@ generator_take(int wanted, int *taken)
 				 RecoveryInProgress()))
 		generator_wait_until_ready(&wait_started);
 
-	/*
-	 * Read last_id before the clock, so that a clock reading is never older
-	 * than the last_id it is compared with.
-	 */
-	last_id = pg_atomic_read_u64(&shared->last_id);
-	pg_read_barrier();
+	last_id = generator_read_last_id();
 	for (;;)
 	{
 		int64		now_micros = generator_clock_micros();
@@ -393,10 +443,8 @@ generator_take(int wanted, int *taken)
 		if (unlikely(last_id & SNOWFLAKE_CLOSED_BIT))
 		{
 			/* The worker stopped; wait for it to come back and reopen. */
-			generator_wait_for_worker(&wait_started, "the snowflake worker to restart");
-			generator_wait_until_ready(&wait_started);
-			last_id = pg_atomic_read_u64(&shared->last_id);
-			pg_read_barrier();
+			last_id = generator_wait_and_reread(&wait_started,
+												"the snowflake worker to restart");
 			continue;
 		}
 
@@ -407,20 +455,18 @@ generator_take(int wanted, int *taken)
 		{
 			/*
 			 * etcd mode: once the node id's lease may have expired another
-			 * server may hold it, so nothing more is issued under it until the
-			 * worker has a live lease again.  Checked by every backend, so
-			 * that a stalled worker cannot extend the lease's life; and only
-			 * when a new millisecond starts, like the reservation, which
+			 * server may hold it, so nothing more is issued under it until
+			 * the worker has a live lease again.  Checked by every backend,
+			 * so that a stalled worker cannot extend the lease's life; and
+			 * only when a new millisecond starts, like the reservation, which
 			 * keeps the second clock read off the path of IDs within one
 			 * millisecond.  The fence's margin is far larger than that.
 			 */
 			if (unlikely(shared_state_fenced(&shared->fence_deadline)))
 			{
 				shared_state_wake_worker();
-				generator_wait_for_worker(&wait_started, "a node id lease from etcd");
-				generator_wait_until_ready(&wait_started);
-				last_id = pg_atomic_read_u64(&shared->last_id);
-				pg_read_barrier();
+				last_id = generator_wait_and_reread(&wait_started,
+													"a node id lease from etcd");
 				continue;
 			}
 			if (unlikely(now_millis >
@@ -428,11 +474,8 @@ generator_take(int wanted, int *taken)
 			{
 				/* Past the committed mark: ask the worker to reserve more. */
 				shared_state_wake_worker();
-				generator_wait_for_worker(&wait_started,
-										  "a high-water reservation to be committed");
-				generator_wait_until_ready(&wait_started);
-				last_id = pg_atomic_read_u64(&shared->last_id);
-				pg_read_barrier();
+				last_id = generator_wait_and_reread(&wait_started,
+													"a high-water reservation to be committed");
 				continue;
 			}
 			first = snowflake_compose(now_millis,
@@ -451,8 +494,7 @@ generator_take(int wanted, int *taken)
 		else
 		{
 			generator_wait_past(last_millis, &wait_started);
-			last_id = pg_atomic_read_u64(&shared->last_id);
-			pg_read_barrier();
+			last_id = generator_read_last_id();
 			continue;
 		}
 

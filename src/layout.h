@@ -14,6 +14,8 @@
 #ifndef SNOWFLAKE_LAYOUT_H
 #define SNOWFLAKE_LAYOUT_H
 
+#include "datatype/timestamp.h"
+
 #define SNOWFLAKE_SEQUENCE_BITS		12
 #define SNOWFLAKE_NODE_BITS			10
 #define SNOWFLAKE_TIMESTAMP_BITS	41
@@ -50,6 +52,29 @@ static inline int
 snowflake_sequence_of(int64 id)
 {
 	return (int) (id & SNOWFLAKE_MAX_SEQUENCE);
+}
+
+/*
+ * In memory a mark, like an ID's timestamp, is milliseconds since the epoch
+ * (snowflake.epoch, a TimestampTz).  These two convert at the edges: to a
+ * timestamp (the mark table, messages, status), and to milliseconds since
+ * the Unix epoch (the mark file and etcd keep marks that way, so that they
+ * do not depend on the epoch): unix_millis = millis + the offset below.
+ */
+#define SNOWFLAKE_UNIX_TO_POSTGRES_MICROS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+static inline TimestampTz
+snowflake_millis_to_timestamp(TimestampTz epoch, int64 millis)
+{
+	return epoch + millis * 1000;
+}
+
+/* Milliseconds from the Unix epoch (1970-01-01 UTC) to epoch. */
+static inline int64
+snowflake_epoch_unix_millis(TimestampTz epoch)
+{
+	return epoch / 1000 + SNOWFLAKE_UNIX_TO_POSTGRES_MICROS / 1000;
 }
 
 #endif							/* SNOWFLAKE_LAYOUT_H */

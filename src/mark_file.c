@@ -35,21 +35,17 @@
 #define MARK_FILE_TEMP		"snowflake.marks.tmp"
 #define MARK_FILE_HEADER	"snowflake marks 1"
 
-/* Unix ms per node id; 0 for none.  Loaded once, then kept in step. */
+/*
+ * Per node id, the mark in ms since snowflake.epoch (0 for none), converted
+ * from and to the file's Unix ms only where it is read and written.  Loaded
+ * once, then kept in step.
+ */
 static int64 mark_file_marks[SNOWFLAKE_MAX_NODE + 1];
 static int64 mark_file_etcd_revisions[SNOWFLAKE_MAX_NODE + 1];
 static bool mark_file_loaded = false;
 
 /* The epoch the file was written under, from its first line; 0: not said. */
 static TimestampTz mark_file_epoch = 0;
-
-/* Milliseconds from the Unix epoch to snowflake.epoch. */
-static int64
-mark_file_epoch_offset(void)
-{
-	return snowflake_epoch / 1000 +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-}
 
 static void
 mark_file_load(void)
@@ -93,7 +89,7 @@ mark_file_load(void)
 		fields = sscanf(line, "%d %lld %lld %c", &node, &unix_millis, &revision, &extra);
 		if ((fields != 2 && fields != 3) || revision < 0 ||
 			node < 0 || node > SNOWFLAKE_MAX_NODE || unix_millis < 0 ||
-			unix_millis - mark_file_epoch_offset() > SNOWFLAKE_MAX_MILLIS)
+			unix_millis - snowflake_epoch_unix_millis(snowflake_epoch) > SNOWFLAKE_MAX_MILLIS)
 		{
 			FreeFile(file);
 			ereport(ERROR,
@@ -104,7 +100,11 @@ mark_file_load(void)
 							"1970-01-01 UTC and optionally an etcd revision. Correct the file rather than delete it: "
 							"it holds this server's IDs above those it issued."));
 		}
-		mark_file_marks[node] = Max(mark_file_marks[node], (int64) unix_millis);
+		/* 0 is none; a mark before the epoch still counts, as its first ms */
+		if (unix_millis > 0)
+			mark_file_marks[node] =
+				Max(mark_file_marks[node],
+					Max((int64) unix_millis - snowflake_epoch_unix_millis(snowflake_epoch), 1));
 		mark_file_etcd_revisions[node] = (int64) revision;
 	}
 	FreeFile(file);
@@ -121,9 +121,7 @@ mark_file_read(int node, int64 *etcd_revision)
 	mark_file_loaded = false;	/* read it anew: it may have been edited */
 	mark_file_load();
 	*etcd_revision = mark_file_etcd_revisions[node];
-	if (mark_file_marks[node] == 0)
-		return 0;
-	return Max(mark_file_marks[node] - mark_file_epoch_offset(), 1);
+	return mark_file_marks[node];
 }
 
 /*
@@ -150,7 +148,7 @@ mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
 	int			i;
 
 	mark_file_load();
-	mark_file_marks[node] = mark_millis + mark_file_epoch_offset();
+	mark_file_marks[node] = mark_millis;
 	mark_file_etcd_revisions[node] = etcd_revision;
 
 	initStringInfo(&contents);
@@ -158,7 +156,8 @@ mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
 	for (i = 0; i <= SNOWFLAKE_MAX_NODE; i++)
 		if (mark_file_marks[i] > 0)
 			appendStringInfo(&contents, "%d " INT64_FORMAT " " INT64_FORMAT "\n", i,
-							 mark_file_marks[i], mark_file_etcd_revisions[i]);
+							 mark_file_marks[i] + snowflake_epoch_unix_millis(snowflake_epoch),
+							 mark_file_etcd_revisions[i]);
 
 	fd = OpenTransientFile(MARK_FILE_TEMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)

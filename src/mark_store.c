@@ -219,13 +219,13 @@ mark_store_check_home(MarkStoreRefusal *refusal)
  * state before a caller needs a reservation.
  */
 void
-mark_store_check(void *refusal)
+mark_store_check(MarkStoreRefusal *refusal)
 {
 	MemoryContext caller = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	(void) mark_store_locate((MarkStoreRefusal *) refusal, caller);
+	(void) mark_store_locate(refusal, caller);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);
 }
@@ -236,7 +236,7 @@ mark_store_millis(TimestampTz mark, int node, const char *table)
 {
 	/* A restored or edited row may hold anything: it must fit the layout. */
 	if (TIMESTAMP_NOT_FINITE(mark) ||
-		mark > snowflake_epoch + SNOWFLAKE_MAX_MILLIS * 1000)
+		mark > snowflake_millis_to_timestamp(snowflake_epoch, SNOWFLAKE_MAX_MILLIS))
 		ereport(ERROR,
 				errcode(ERRCODE_DATA_CORRUPTED),
 				errmsg("the high-water mark of node %d in %s is %s, beyond the range "
@@ -248,9 +248,8 @@ mark_store_millis(TimestampTz mark, int node, const char *table)
 }
 
 void
-mark_store_read(void *read)
+mark_store_read(int node, MarkStoreRead *result)
 {
-	MarkStoreRead *result = (MarkStoreRead *) read;
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
 	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
@@ -268,7 +267,7 @@ mark_store_read(void *read)
 		return;
 	}
 
-	values[0] = Int32GetDatum(result->node);
+	values[0] = Int32GetDatum(node);
 	values[1] = TimestampTzGetDatum(snowflake_epoch);
 
 	if (SPI_execute_with_args(psprintf("SELECT epoch FROM %s "
@@ -295,19 +294,19 @@ mark_store_read(void *read)
 	{
 		result->found = true;
 		result->mark_millis = mark_store_millis(DatumGetTimestampTz(mark),
-												result->node, table);
+												node, table);
 	}
 	mark_store_commit();
 }
 
 /*
- * Record the node's mark (see MarkStoreWrite).  Returns only once it is
+ * Record the node's mark (see mark_store.h).  Returns only once it is
  * committed (the worker runs with synchronous_commit on).
  */
 void
-mark_store_write(void *write)
+mark_store_write(int node, int64 mark_millis, int64 own_millis,
+				 MarkStoreWrite *result)
 {
-	MarkStoreWrite *request = (MarkStoreWrite *) write;
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
 	Oid			types[4] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
@@ -315,16 +314,18 @@ mark_store_write(void *write)
 	bool		isnull;
 
 	mark_store_begin("snowflake: reserving the high-water mark");
-	table = mark_store_locate(&request->refusal, caller);
+	table = mark_store_locate(&result->refusal, caller);
 	if (table == NULL)
 	{
 		mark_store_commit();
 		return;
 	}
-	values[0] = Int32GetDatum(request->node);
+	values[0] = Int32GetDatum(node);
 	values[1] = TimestampTzGetDatum(snowflake_epoch);
-	values[2] = TimestampTzGetDatum(snowflake_epoch + request->mark_millis * 1000);
-	values[3] = TimestampTzGetDatum(snowflake_epoch + request->own_millis * 1000);
+	values[2] = TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
+																  mark_millis));
+	values[3] = TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
+																  own_millis));
 	if (SPI_execute_with_args(psprintf("WITH merged AS ("
 									   " DELETE FROM %s"
 									   " WHERE node_id OPERATOR(pg_catalog.=) $1"
@@ -338,15 +339,15 @@ mark_store_write(void *write)
 									   " OR high_water OPERATOR(pg_catalog.<>) $4) AS c "
 									   "RETURNING high_water",
 									   table, table),
-							  4, types, values, request->own_millis < 0 ? "   n" : NULL,
+							  4, types, values, own_millis < 0 ? "   n" : NULL,
 							  false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not write %s", table);
-	request->merged_millis =
+	result->merged_millis =
 		mark_store_millis(DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 															SPI_tuptable->tupdesc,
 															1, &isnull)),
-						  request->node, table);
+						  node, table);
 	mark_store_commit();
 }
 

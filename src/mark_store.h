@@ -21,10 +21,9 @@ typedef struct MarkStoreRefusal
 	char	   *hint;
 } MarkStoreRefusal;
 
-/* What the table says about one node (node is the input). */
+/* What the table says about one node. */
 typedef struct MarkStoreRead
 {
-	int			node;
 	MarkStoreRefusal refusal;
 	bool		found;			/* the node has a mark */
 	int64		mark_millis;	/* the highest of its rows, ms since the epoch */
@@ -32,25 +31,26 @@ typedef struct MarkStoreRead
 	TimestampTz other_epoch;	/* that epoch, when epoch_changed */
 } MarkStoreRead;
 
-/*
- * Set the node's mark to mark_millis, merging its rows into one: the mark
- * becomes the highest of mark_millis and the rows, so it only rises; except
- * that at shutdown the row holding own_millis, the worker's own last
- * reservation, may come down to the last issued ID (own_millis < 0: none).
- */
+/* What a write of the node's mark came to. */
 typedef struct MarkStoreWrite
 {
-	int			node;
-	int64		mark_millis;	/* ms since snowflake.epoch */
-	int64		own_millis;
 	MarkStoreRefusal refusal;
-	int64		merged_millis;	/* out: the mark now in the table */
+	int64		merged_millis;	/* the mark now in the table */
 } MarkStoreWrite;
 
-/* Each is one transaction; the argument is a MarkStoreRead/Write. */
-extern void mark_store_read(void *read);
-extern void mark_store_write(void *write);
-extern void mark_store_check(void *refusal);
+/*
+ * Each is one transaction and raises an error on failure.
+ *
+ * mark_store_write() sets the node's mark to mark_millis (ms since
+ * snowflake.epoch), merging its rows into one: the mark becomes the highest
+ * of mark_millis and the rows, so it only rises; except that at shutdown
+ * the row holding own_millis, the worker's own last reservation, may come
+ * down to the last issued ID (own_millis < 0: none).
+ */
+extern void mark_store_read(int node, MarkStoreRead *result);
+extern void mark_store_write(int node, int64 mark_millis, int64 own_millis,
+							 MarkStoreWrite *result);
+extern void mark_store_check(MarkStoreRefusal *refusal);
 
 extern bool mark_store_is_mark_table(Oid relid);
 

@@ -69,22 +69,14 @@ static int	node_mark_cached_node = -1;
 static int64 node_mark_cached_revision = 0;
 static int64 node_mark_cached_millis = 0;
 
-/* Milliseconds from the Unix epoch to snowflake.epoch. */
-static int64
-node_lease_epoch_unix_millis(void)
-{
-	return snowflake_epoch / 1000 +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-}
-
 static char *
-node_key(int node)
+node_lease_node_key(int node)
 {
 	return psprintf("%s/nodes/%d", snowflake_etcd_prefix, node);
 }
 
 static char *
-mark_key(int node)
+node_lease_mark_key(int node)
 {
 	return psprintf("%s/marks/%d", snowflake_etcd_prefix, node);
 }
@@ -142,9 +134,12 @@ node_lease_lost(void)
 	shared_state_set_lease(0, 0);
 }
 
-/* A lease this process did not grant, to revoke before granting one. */
+/*
+ * A lease this process did not grant (an earlier worker's), to revoke
+ * before granting one; meanwhile fenced, as after a lost lease.
+ */
 void
-node_lease_forget(int64 lease_id)
+node_lease_revoke_later(int64 lease_id)
 {
 	node_lease_lost();
 	node_lease_stale_id = lease_id;
@@ -192,7 +187,7 @@ node_lease_ms_until_keepalive(void)
 }
 
 void
-node_lease_grant(void *unused)
+node_lease_grant(void)
 {
 	uint64		sent_at;
 	TimestampTz sent_wall;
@@ -213,21 +208,18 @@ node_lease_grant(void *unused)
 
 /*
  * One round of proof: the lease lives, and the node id's key is still
- * attached to it.  *lost is set when either is not so; an error (etcd not
- * answering) leaves the fence where it was.
+ * attached to it.  Returns false when either is not so (lost); an error
+ * (etcd not answering) leaves the fence where it was.
  */
-void
-node_lease_keepalive(void *lost)
+bool
+node_lease_keepalive(void)
 {
 	uint64		sent_at = shared_state_monotonic_micros();
 	TimestampTz sent_wall = GetCurrentTimestamp();
 	int			ttl = etcd_lease_keepalive(node_lease_id);
 
 	if (ttl == 0)
-	{
-		*(bool *) lost = true;
-		return;
-	}
+		return false;
 	if (etcd_take_revision_regression())
 	{
 		node_lease_data_lost = true;
@@ -237,37 +229,35 @@ node_lease_keepalive(void *lost)
 				errdetail("No more IDs are issued under node id %d until it is claimed "
 						  "again and any other holder has been waited out.",
 						  node_lease_node));
-		*(bool *) lost = true;
-		return;
+		return false;
 	}
 	if (node_lease_node >= 0)
 	{
 		EtcdKeyValue kv;
 
-		etcd_get(node_key(node_lease_node), &kv);
+		etcd_get(node_lease_node_key(node_lease_node), &kv);
 		if (etcd_take_revision_regression())
 		{
 			node_lease_data_lost = true;
-			*(bool *) lost = true;
-			return;
+			return false;
 		}
 		if (!kv.found || kv.lease != node_lease_id)
 		{
 			ereport(WARNING,
 					errmsg("the etcd key %s is gone or no longer attached to this "
-						   "server's lease", node_key(node_lease_node)),
+						   "server's lease", node_lease_node_key(node_lease_node)),
 					errdetail("etcd lost the claim (keys deleted, data wiped or "
 							  "restored); no more IDs are issued under node id %d.",
 							  node_lease_node));
-			*(bool *) lost = true;
-			return;
+			return false;
 		}
 	}
 	node_lease_extend(sent_at, sent_wall, ttl);
+	return true;
 }
 
 void
-node_lease_revoke(void *unused)
+node_lease_revoke(void)
 {
 	int64		lease_id = node_lease_id ? node_lease_id : node_lease_stale_id;
 
@@ -279,7 +269,7 @@ node_lease_revoke(void *unused)
 
 /* Node id n from a key <prefix>/nodes/<n>, or -1. */
 static int
-node_of_key(const char *key)
+node_lease_node_of_key(const char *key)
 {
 	char	   *nodes_prefix = psprintf("%s/nodes/", snowflake_etcd_prefix);
 	const char *digits = key + strlen(nodes_prefix);
@@ -311,9 +301,8 @@ node_lease_hold(NodeClaim *claim, int node)
  * was lost.
  */
 void
-node_lease_claim(void *arg)
+node_lease_claim(NodeClaim *claim)
 {
-	NodeClaim  *claim = (NodeClaim *) arg;
 	char	   *value = node_lease_holder_value();
 	EtcdKeyValue holder;
 	bool		taken[SNOWFLAKE_MAX_NODE + 1] = {false};
@@ -330,7 +319,7 @@ node_lease_claim(void *arg)
 
 	if (claim->wanted >= 0)
 	{
-		if (etcd_create_if_absent(node_key(claim->wanted), value, node_lease_id, &holder) ||
+		if (etcd_create_if_absent(node_lease_node_key(claim->wanted), value, node_lease_id, &holder) ||
 			(holder.found && holder.lease == node_lease_id))
 			node_lease_hold(claim, claim->wanted);
 		else
@@ -345,7 +334,7 @@ node_lease_claim(void *arg)
 	{
 		EtcdKeyValue *kv = lfirst(cell);
 
-		node = node_of_key(kv->key);
+		node = node_lease_node_of_key(kv->key);
 		if (node < 0 || taken[node])
 			continue;
 		/* Claimed by an earlier try whose answer was lost: it is ours. */
@@ -367,7 +356,7 @@ node_lease_claim(void *arg)
 			skipped++;
 			continue;
 		}
-		if (etcd_create_if_absent(node_key(node), value, node_lease_id, &holder) ||
+		if (etcd_create_if_absent(node_lease_node_key(node), value, node_lease_id, &holder) ||
 			(holder.found && holder.lease == node_lease_id))
 		{
 			node_lease_hold(claim, node);
@@ -392,10 +381,10 @@ node_lease_claim(void *arg)
  * claimed by another server since.
  */
 void
-node_lease_release(void *node)
+node_lease_release(int node)
 {
 	node_lease_node = -1;
-	(void) etcd_guarded_delete(node_key(*(int *) node), node_lease_id);
+	(void) etcd_guarded_delete(node_lease_node_key(node), node_lease_id);
 }
 
 /*
@@ -422,16 +411,16 @@ node_lease_parse_mark(int node, const char *value, bool *proven)
 	*proven = cluster != NULL && etcd_cluster_id()[0] != '\0' &&
 		strcmp(cluster + 1, etcd_cluster_id()) == 0;
 	/* A mark past the layout's range would overflow into the node bits. */
-	if (unix_millis - node_lease_epoch_unix_millis() > SNOWFLAKE_MAX_MILLIS)
+	if (unix_millis - snowflake_epoch_unix_millis(snowflake_epoch) > SNOWFLAKE_MAX_MILLIS)
 		goto bad;
-	return Max(unix_millis - node_lease_epoch_unix_millis(), 0);
+	return Max(unix_millis - snowflake_epoch_unix_millis(snowflake_epoch), 0);
 
 bad:
-	pg_atomic_fetch_add_u64(&snowflake_shared->etcd_errors, 1);
+	etcd_count_error();
 	ereport(ERROR,
 			errcode(ERRCODE_DATA_CORRUPTED),
 			errmsg("the etcd key %s holds \"%s\", not a high-water mark of this epoch",
-				   mark_key(node), etcd_printable(value, 40)),
+				   node_lease_mark_key(node), etcd_printable(value, 40)),
 			errhint("It must be milliseconds since 1970-01-01 UTC, optionally followed by "
 					"a space and etcd's cluster id. Correct or delete it with etcdctl once "
 					"no server holds node id %d.", node));
@@ -450,15 +439,14 @@ node_lease_cache_mark(int node, const EtcdKeyValue *kv)
 }
 
 void
-node_lease_read_mark(void *arg)
+node_lease_read_mark(int node, NodeLeaseMark *mark)
 {
-	NodeMark   *mark = (NodeMark *) arg;
 	EtcdKeyValue kv;
 
-	etcd_get(mark_key(mark->node), &kv);
+	etcd_get(node_lease_mark_key(node), &kv);
 	if (etcd_take_revision_regression())
 		node_lease_data_lost = true;
-	mark->trusted = node_lease_cache_mark(mark->node, &kv) && !node_lease_data_lost;
+	mark->trusted = node_lease_cache_mark(node, &kv) && !node_lease_data_lost;
 	node_lease_data_lost = false;
 	mark->millis = node_mark_cached_millis;
 	mark->revision = node_mark_cached_revision;
@@ -489,8 +477,8 @@ node_lease_write_mark(int node, int64 millis)
 {
 	EtcdKeyValue current;
 
-	switch (etcd_guarded_put(node_key(node), node_lease_id, mark_key(node),
-							 psprintf(INT64_FORMAT " %s", millis + node_lease_epoch_unix_millis(),
+	switch (etcd_guarded_put(node_lease_node_key(node), node_lease_id, node_lease_mark_key(node),
+							 psprintf(INT64_FORMAT " %s", millis + snowflake_epoch_unix_millis(snowflake_epoch),
 									  etcd_cluster_id()),
 							 node_mark_cached_revision, &current))
 	{
@@ -508,40 +496,39 @@ node_lease_write_mark(int node, int64 millis)
 	ereport(ERROR,
 			errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			errmsg("the etcd key %s is no longer attached to this server's lease",
-				   node_key(node)),
+				   node_lease_node_key(node)),
 			errdetail("No more IDs are issued under node id %d.", node));
 	pg_unreachable();
 }
 
 /*
- * Raise the node's mark in etcd to at least mark->millis.  A mark already
- * there was written by a holder of the node id (writes are guarded), this
- * one or one before it, so it covers the reservation.
+ * Raise the node's mark in etcd to at least millis.  A mark already there
+ * was written by a holder of the node id (writes are guarded), this one or
+ * one before it, so it covers the reservation.
  */
 void
-node_lease_raise_mark(void *arg)
+node_lease_raise_mark(int node, int64 millis)
 {
-	NodeMark   *mark = (NodeMark *) arg;
 	int			tries;
 
-	if (node_mark_cached_node != mark->node)
+	if (node_mark_cached_node != node)
 	{
-		NodeMark	current = {.node = mark->node};
+		NodeLeaseMark current;
 
-		node_lease_read_mark(&current);
+		node_lease_read_mark(node, &current);
 	}
 
 	for (tries = 0; tries < NODE_LEASE_MARK_TRIES; tries++)
 	{
-		if (node_mark_cached_millis >= mark->millis)
+		if (node_mark_cached_millis >= millis)
 			return;
-		if (node_lease_write_mark(mark->node, mark->millis))
+		if (node_lease_write_mark(node, millis))
 			return;
 	}
 	ereport(ERROR,
 			errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			errmsg("could not raise the etcd key %s: it kept changing",
-				   mark_key(mark->node)));
+				   node_lease_mark_key(node)));
 }
 
 /*
@@ -551,11 +538,9 @@ node_lease_raise_mark(void *arg)
  * once instead of waiting out the reservation.
  */
 void
-node_lease_settle_mark(void *arg)
+node_lease_settle_mark(int node, int64 last_millis)
 {
-	NodeMark   *mark = (NodeMark *) arg;
-
-	if (node_mark_cached_node == mark->node &&
-		node_mark_cached_millis > mark->millis)
-		(void) node_lease_write_mark(mark->node, mark->millis);
+	if (node_mark_cached_node == node &&
+		node_mark_cached_millis > last_millis)
+		(void) node_lease_write_mark(node, last_millis);
 }

@@ -14,33 +14,33 @@
 typedef struct NodeClaim
 {
 	int			wanted;			/* the configured node id, or -1 for any */
-	const int64 *skip_until;	/* per node id: clock ms before which to skip it */
+	const int64 *skip_until;	/* per node id: skipped before this clock ms */
 	int64		now_millis;		/* the clock, ms since the epoch */
 	int			node;			/* out: the node id now held, or -1 */
 	char	   *problem;		/* out: why none is held */
 } NodeClaim;
 
-typedef struct NodeMark
+/* A node id's mark in etcd, as read. */
+typedef struct NodeLeaseMark
 {
-	int			node;
 	int64		millis;			/* ms since snowflake.epoch; 0 for none */
-	int64		revision;		/* out of a read: its mod_revision, 0 for none */
-	bool		trusted;		/* out of a read: under this etcd cluster, no loss seen */
-} NodeMark;
+	int64		revision;		/* its mod_revision, 0 for none */
+	bool		trusted;		/* under this etcd cluster, no loss seen */
+} NodeLeaseMark;
 
-/* Steps for worker_run(): each raises an error on failure. */
-extern void node_lease_grant(void *unused);
-extern void node_lease_keepalive(void *lost);
-extern void node_lease_revoke(void *unused);
-extern void node_lease_claim(void *claim);
-extern void node_lease_release(void *node);
-extern void node_lease_read_mark(void *mark);
-extern void node_lease_raise_mark(void *mark);
-extern void node_lease_settle_mark(void *mark);
+/* The worker's steps with etcd: each raises an error on failure. */
+extern void node_lease_grant(void);
+extern bool node_lease_keepalive(void);
+extern void node_lease_revoke(void);
+extern void node_lease_claim(NodeClaim *claim);
+extern void node_lease_release(int node);
+extern void node_lease_read_mark(int node, NodeLeaseMark *mark);
+extern void node_lease_raise_mark(int node, int64 millis);
+extern void node_lease_settle_mark(int node, int64 last_millis);
 
 extern bool node_lease_held(void);
 extern void node_lease_lost(void);
-extern void node_lease_forget(int64 lease_id);
+extern void node_lease_revoke_later(int64 lease_id);
 extern void node_lease_keepalive_failed(void);
 extern int64 node_lease_ms_until_keepalive(void);
 extern int64 node_lease_fence_window_ms(void);

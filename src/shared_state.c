@@ -101,7 +101,7 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->node_migrations, 0);
 		pg_atomic_init_u64(&shared->etcd_errors, 0);
 		pg_atomic_init_u64(&shared->etcd_latency_us, 0);
-		SpinLockInit(&shared->error_lock);
+		SpinLockInit(&shared->status_lock);
 		shared->last_error[0] = '\0';
 		shared->refusal[0] = '\0';
 		shared->refusal_hint[0] = '\0';
@@ -137,9 +137,9 @@ shared_state_report_not_preloaded(const char *hint)
 void
 shared_state_set_last_error(const char *message)
 {
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	strlcpy(snowflake_shared->last_error, message, SNOWFLAKE_LAST_ERROR_LEN);
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 }
 
 /* An error a backend met, kept until an ID is issued after it. */
@@ -162,37 +162,37 @@ shared_state_ids_moved_on(void)
 void
 shared_state_get_last_error(char *buf)
 {
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	memcpy(buf, snowflake_shared->last_error, SNOWFLAKE_LAST_ERROR_LEN);
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 }
 
 /* Why the current phase refuses IDs, and what to do about it. */
 void
 shared_state_set_refusal(const char *message, const char *hint)
 {
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	strlcpy(snowflake_shared->refusal, message, SNOWFLAKE_LAST_ERROR_LEN);
 	strlcpy(snowflake_shared->refusal_hint, hint ? hint : "", SNOWFLAKE_LAST_ERROR_LEN);
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 }
 
 void
 shared_state_get_refusal(char *message, char *hint)
 {
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	memcpy(message, snowflake_shared->refusal, SNOWFLAKE_LAST_ERROR_LEN);
 	memcpy(hint, snowflake_shared->refusal_hint, SNOWFLAKE_LAST_ERROR_LEN);
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 }
 
 void
 shared_state_set_lease(int64 lease_id, TimestampTz expires_at)
 {
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	snowflake_shared->lease_id = lease_id;
 	snowflake_shared->lease_expires_at = expires_at;
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 }
 
 int64
@@ -200,10 +200,10 @@ shared_state_get_lease(TimestampTz *expires_at)
 {
 	int64		lease_id;
 
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	lease_id = snowflake_shared->lease_id;
 	*expires_at = snowflake_shared->lease_expires_at;
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 	return lease_id;
 }
 
@@ -239,12 +239,12 @@ shared_state_note_floor(uint64 old_id, uint64 new_id)
 }
 
 /*
- * Called by the worker while the phase keeps backends away: make the next ID
- * fall in a millisecond after both mark_millis and every ID already issued
- * (a restarted worker finds IDs of this run in shared memory), and reopen a
- * generator closed by a worker that stopped.  Returns that floor.
+ * Make the next ID fall in a millisecond after both mark_millis and every ID
+ * already issued (a restarted worker finds IDs of this run in shared
+ * memory), and reopen a generator closed by a worker that stopped.  Returns
+ * that floor.
  */
-int64
+static int64
 shared_state_restart_above(int64 mark_millis, int node)
 {
 	SnowflakeShared *shared = snowflake_shared;
@@ -253,9 +253,9 @@ shared_state_restart_above(int64 mark_millis, int node)
 	int64		floor_millis;
 
 	/*
-	 * Nothing new is issued while last_id moves: a backend that reads the
-	 * new last_id must not pair it with the old reservation (of another
-	 * node id, perhaps).
+	 * Nothing new is issued while last_id moves: a backend that reads the new
+	 * last_id must not pair it with the old reservation (of another node id,
+	 * perhaps).
 	 */
 	pg_atomic_write_u64(&shared->reserved_until, 0);
 	pg_memory_barrier();
@@ -305,16 +305,34 @@ shared_state_restart_above(int64 mark_millis, int node)
 /*
  * Stop issuing at once, whatever backends are doing: no new millisecond may
  * start, and the CLOSED bit makes every compare-and-swap on last_id fail
- * until shared_state_restart_above() reopens the generator.
+ * until shared_state_open() reopens the generator.  Then publish phase.
+ * flags (SNOWFLAKE_CLOSE_*) say what differs between the callers:
+ *	- KEEP_NODE: current_node still names the node id (it is still ours, as
+ *	  at shutdown or when a mark is honoured); otherwise none is shown.
+ *	- AT_LAST_ID: leave reserved_until at the last issued millisecond, as at
+ *	  shutdown, where the mark comes down to it; otherwise 0.
+ *	- REOPEN: ask the worker to reopen the generator (reopen_wanted), after
+ *	  the CLOSED bit is set, so that a reopen it asks for sees it.
+ * Returns last_id as it was closed: every issued ID is at or below it.
  */
-void
-shared_state_close(SnowflakePhase phase)
+uint64
+shared_state_close(SnowflakePhase phase, int flags)
 {
-	pg_atomic_write_u64(&snowflake_shared->reserved_until, 0);
+	SnowflakeShared *shared = snowflake_shared;
+	uint64		last_id;
+
+	pg_atomic_write_u64(&shared->reserved_until, 0);
 	pg_memory_barrier();
-	(void) pg_atomic_fetch_or_u64(&snowflake_shared->last_id, SNOWFLAKE_CLOSED_BIT);
-	pg_atomic_write_u32(&snowflake_shared->current_node, SNOWFLAKE_NO_NODE);
+	last_id = pg_atomic_fetch_or_u64(&shared->last_id, SNOWFLAKE_CLOSED_BIT);
+	if (flags & SNOWFLAKE_CLOSE_AT_LAST_ID)
+		pg_atomic_write_u64(&shared->reserved_until,
+							(uint64) snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT)));
+	if (!(flags & SNOWFLAKE_CLOSE_KEEP_NODE))
+		pg_atomic_write_u32(&shared->current_node, SNOWFLAKE_NO_NODE);
+	if (flags & SNOWFLAKE_CLOSE_REOPEN)
+		pg_atomic_write_u32(&shared->reopen_wanted, 1);
 	shared_state_set_phase(phase);
+	return last_id & ~SNOWFLAKE_CLOSED_BIT;
 }
 
 /*
@@ -395,11 +413,8 @@ shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 		if (!shared_state_raise_last_id(&old_id, node, mark_millis, true))
 			return false;
 	}
-	pg_atomic_write_u64(&shared->reserved_until, 0);
-	pg_memory_barrier();
-	(void) pg_atomic_fetch_or_u64(&shared->last_id, SNOWFLAKE_CLOSED_BIT);
-	pg_atomic_write_u32(&shared->reopen_wanted, 1);
-	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	(void) shared_state_close(SNOWFLAKE_PHASE_STARTING,
+							  SNOWFLAKE_CLOSE_KEEP_NODE | SNOWFLAKE_CLOSE_REOPEN);
 	shared_state_wake_worker();
 	return true;
 }
@@ -409,7 +424,7 @@ shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
  * above the node's honour floor if a mark came in while the worker read the
  * others.  Returns the floor the generator now stands on.
  */
-int64
+static int64
 shared_state_honour_floor(int node, int64 base)
 {
 	uint64		floor = pg_atomic_read_u64(&snowflake_shared->honour_floor[node]);
@@ -419,6 +434,87 @@ shared_state_honour_floor(int node, int64 base)
 		shared_state_raise_last_id(&old_id, node, (int64) floor, false))
 		return (int64) floor;
 	return base;
+}
+
+/* The highest mark of node honoured so far (ms since the epoch; 0: none). */
+int64
+shared_state_node_floor(int node)
+{
+	return (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node]);
+}
+
+/*
+ * Called by the worker while the phase keeps backends away, with the marks
+ * of node just read: put node into last_id above mark_millis, the node's
+ * honour floor and every ID already issued, reopening the generator with
+ * nothing reserved above that floor.  Returns the floor, now also shown as
+ * the high-water mark.
+ */
+int64
+shared_state_open(int node, int64 mark_millis)
+{
+	int64		base;
+
+	base = shared_state_restart_above(Max(mark_millis, shared_state_node_floor(node)),
+									  node);
+	/* A mark honoured while the others were read, now that last_id is ours. */
+	base = shared_state_honour_floor(node, base);
+	pg_atomic_write_u64(&snowflake_shared->high_water, (uint64) base);
+	return base;
+}
+
+/*
+ * The worker committed a mark of target_millis everywhere it must be: let
+ * the generator issue up to it (the reservation only rises), and wake the
+ * backends waiting for it.
+ */
+void
+shared_state_publish_reservation(int64 target_millis, uint64 latency_us)
+{
+	SnowflakeShared *shared = snowflake_shared;
+
+	pg_atomic_write_u64(&shared->reservation_latency_us, latency_us);
+	pg_atomic_write_u64(&shared->high_water, (uint64) target_millis);
+	if (target_millis > (int64) pg_atomic_read_u64(&shared->reserved_until))
+		pg_atomic_write_u64(&shared->reserved_until, (uint64) target_millis);
+	ConditionVariableBroadcast(&shared->progress_cv);
+	pg_atomic_write_u32(&shared->reservation_failing, 0);
+	pg_atomic_write_u64(&shared->reservation_wanted_since, 0);
+}
+
+/* A reservation failed: status says error while callers wait for one. */
+void
+shared_state_reservation_failed(void)
+{
+	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 1);
+}
+
+/* The mark now committed, for status, when it is not a new reservation. */
+void
+shared_state_set_high_water(int64 mark_millis)
+{
+	pg_atomic_write_u64(&snowflake_shared->high_water, (uint64) mark_millis);
+}
+
+/* How far the clock is behind the mark, for the CLOCK_BEHIND message. */
+void
+shared_state_set_clock_behind(int64 behind_millis)
+{
+	snowflake_shared->clock_behind_by = behind_millis;
+}
+
+/* A mark above the last ID was written by someone else: reopen above it. */
+bool
+shared_state_reopen_wanted(void)
+{
+	return pg_atomic_read_u32(&snowflake_shared->reopen_wanted) != 0;
+}
+
+/* The worker is reading the marks: a mark honoured from now on is in them. */
+void
+shared_state_clear_reopen(void)
+{
+	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
 }
 
 /* The millisecond of last_id: at or above every ID issued so far. */
@@ -432,9 +528,9 @@ shared_state_last_issued_millis(void)
 void
 shared_state_set_worker_latch(Latch *latch)
 {
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	snowflake_shared->worker_latch = latch;
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 }
 
 /* Ask the worker for a reservation now rather than at its next round. */
@@ -448,9 +544,9 @@ shared_state_wake_worker(void)
 	pg_atomic_write_u32(&snowflake_shared->reservation_wanted, 1);
 	(void) pg_atomic_compare_exchange_u64(&snowflake_shared->reservation_wanted_since,
 										  &none, shared_state_monotonic_micros());
-	SpinLockAcquire(&snowflake_shared->error_lock);
+	SpinLockAcquire(&snowflake_shared->status_lock);
 	latch = snowflake_shared->worker_latch;
-	SpinLockRelease(&snowflake_shared->error_lock);
+	SpinLockRelease(&snowflake_shared->status_lock);
 	if (latch)
 		SetLatch(latch);
 }

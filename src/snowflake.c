@@ -46,7 +46,11 @@ _PG_init(void)
 
 	SettingsInit();
 	SharedStateInit();
-	/* Without a node id (or with a rejected setting) there is nothing to keep. */
+
+	/*
+	 * Without a node id (or with a rejected setting) there is nothing to
+	 * keep.
+	 */
 	if ((snowflake_node_id >= 0 ||
 		 snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD) &&
 		snowflake_rejected_setting == NULL)

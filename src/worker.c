@@ -99,6 +99,21 @@ static int	worker_problem_count = 0;
  */
 static int64 worker_skip_until[SNOWFLAKE_MAX_NODE + 1];
 
+static void worker_report_message(const char *message, const char *detail,
+								  const char *hint);
+static void worker_refuse_message(SnowflakePhase phase, const char *message,
+								  const char *hint);
+
+/*
+ * Report a problem (worker_report) or publish why IDs are refused
+ * (worker_refuse): the message is a format string and its arguments, so
+ * that grep and translation find it where it is raised.
+ */
+#define worker_report(detail, hint, fmt, ...) \
+	worker_report_message(psprintf(_(fmt), __VA_ARGS__), (detail), (hint))
+#define worker_refuse(phase, hint, fmt, ...) \
+	worker_refuse_message((phase), psprintf(_(fmt), __VA_ARGS__), (hint))
+
 void
 WorkerRegister(void)
 {
@@ -199,29 +214,133 @@ worker_forget_backend_error(void)
 
 /* A problem the worker cannot fix itself: log once, keep for status. */
 static void
-worker_report(const char *message, const char *detail, const char *hint)
+worker_report_message(const char *message, const char *detail, const char *hint)
 {
 	if (worker_first_in_episode(NULL, message))
 		ereport(WARNING,
-				errmsg("%s", message),
-				detail ? errdetail("%s", detail) : 0,
+				errmsg_internal("%s", message),
+				detail ? errdetail_internal("%s", detail) : 0,
 				hint ? errhint("%s", hint) : 0);
 	shared_state_set_last_error(message);
 }
 
+
 /*
- * Run one step that uses the database or etcd; on error, report it, clean
- * up the transaction and return false.
+ * The calls the worker makes on the homes of the marks (the table, the mark
+ * file, etcd) and on its etcd lease, each run by worker_run() with its
+ * errors caught.  Inputs and outputs are typed per call.
+ */
+typedef enum WorkerCall
+{
+	WORKER_TABLE_READ,			/* node -> out.table_read */
+	WORKER_TABLE_WRITE,			/* node, millis, own_millis -> out.table_write */
+	WORKER_TABLE_CHECK,			/* -> out.refusal */
+	WORKER_FILE_READ,			/* node -> out.file */
+	WORKER_FILE_WRITE,			/* node, millis */
+	WORKER_ETCD_READ,			/* node -> out.etcd */
+	WORKER_ETCD_RAISE,			/* node, millis */
+	WORKER_ETCD_SETTLE,			/* node, millis */
+	WORKER_LEASE_GRANT,
+	WORKER_LEASE_KEEPALIVE,		/* -> out.lease_kept */
+	WORKER_LEASE_REVOKE,
+	WORKER_NODE_CLAIM,			/* claim (in and out) */
+	WORKER_NODE_RELEASE			/* node */
+} WorkerCall;
+
+/* The mark file's record of one node id. */
+typedef struct WorkerFileMark
+{
+	int64		millis;			/* ms since the epoch; 0 for none */
+	int64		etcd_revision;	/* of the etcd mark this server wrote last */
+	bool		epoch_changed;	/* the file was written under another epoch */
+	TimestampTz other_epoch;
+} WorkerFileMark;
+
+typedef struct WorkerStep
+{
+	WorkerCall	call;
+	int			node;
+	int64		millis;			/* the mark to write, ms since the epoch */
+	int64		own_millis;		/* the worker's own last mark; -1: none */
+	NodeClaim  *claim;
+	union
+	{
+		MarkStoreRead table_read;
+		MarkStoreWrite table_write;
+		MarkStoreRefusal refusal;
+		WorkerFileMark file;
+		NodeLeaseMark etcd;
+		bool		lease_kept;
+	}			out;
+} WorkerStep;
+
+static void
+worker_do(WorkerStep *step)
+{
+	switch (step->call)
+	{
+		case WORKER_TABLE_READ:
+			mark_store_read(step->node, &step->out.table_read);
+			break;
+		case WORKER_TABLE_WRITE:
+			mark_store_write(step->node, step->millis, step->own_millis,
+							 &step->out.table_write);
+			break;
+		case WORKER_TABLE_CHECK:
+			mark_store_check(&step->out.refusal);
+			break;
+		case WORKER_FILE_READ:
+			step->out.file.epoch_changed =
+				mark_file_other_epoch(&step->out.file.other_epoch);
+			step->out.file.millis = mark_file_read(step->node,
+												   &step->out.file.etcd_revision);
+			break;
+		case WORKER_FILE_WRITE:
+			/* with the revision of the etcd mark last written: etcd first */
+			mark_file_write(step->node, step->millis,
+							worker_uses_etcd ? node_lease_mark_revision(step->node) : 0);
+			break;
+		case WORKER_ETCD_READ:
+			node_lease_read_mark(step->node, &step->out.etcd);
+			break;
+		case WORKER_ETCD_RAISE:
+			node_lease_raise_mark(step->node, step->millis);
+			break;
+		case WORKER_ETCD_SETTLE:
+			node_lease_settle_mark(step->node, step->millis);
+			break;
+		case WORKER_LEASE_GRANT:
+			node_lease_grant();
+			break;
+		case WORKER_LEASE_KEEPALIVE:
+			step->out.lease_kept = node_lease_keepalive();
+			break;
+		case WORKER_LEASE_REVOKE:
+			node_lease_revoke();
+			break;
+		case WORKER_NODE_CLAIM:
+			node_lease_claim(step->claim);
+			break;
+		case WORKER_NODE_RELEASE:
+			node_lease_release(step->node);
+			break;
+	}
+}
+
+/*
+ * Run one call that uses the database, the mark file or etcd; on error,
+ * report it, clean up the transaction and return false.  This is the
+ * worker's one place that catches errors.
  */
 static bool
-worker_run(void (*step) (void *), void *arg, const char *what)
+worker_run(WorkerStep *step, const char *what)
 {
 	MemoryContext context = worker_context;
 	volatile bool ok = true;
 
 	PG_TRY();
 	{
-		step(arg);
+		worker_do(step);
 	}
 	PG_CATCH();
 	{
@@ -237,7 +356,7 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 
 		if (worker_first_in_episode(what, message))
 			ereport(WARNING,
-					errmsg("snowflake worker %s", message),
+					errmsg("snowflake worker could not %s: %s", what, edata->message),
 					edata->detail ? errdetail("%s", edata->detail) : 0);
 		shared_state_set_last_error(message);
 		FreeErrorData(edata);
@@ -251,32 +370,28 @@ worker_run(void (*step) (void *), void *arg, const char *what)
 	return ok;
 }
 
-/* The mark file's record of one node id, for worker_read_mark_file(). */
-typedef struct WorkerFileMark
+/* A call with no input but the node id (perhaps none). */
+static bool
+worker_run_on(WorkerCall call, int node, WorkerStep *step, const char *what)
 {
-	int			node;
-	int64		millis;			/* ms since the epoch; 0 for none */
-	int64		etcd_revision;	/* of the etcd mark this server wrote last */
-	bool		epoch_changed;	/* the file was written under another epoch */
-	TimestampTz other_epoch;
-} WorkerFileMark;
-
-static void
-worker_write_mark_file(void *arg)
-{
-	MarkStoreWrite *write = (MarkStoreWrite *) arg;
-
-	mark_file_write(write->node, write->mark_millis,
-					worker_uses_etcd ? node_lease_mark_revision(write->node) : 0);
+	memset(step, 0, sizeof(*step));
+	step->call = call;
+	step->node = node;
+	step->own_millis = -1;
+	return worker_run(step, what);
 }
 
-static void
-worker_read_mark_file(void *arg)
+/* A call that writes millis as node's mark. */
+static bool
+worker_run_write(WorkerCall call, int node, int64 millis, WorkerStep *step,
+				 const char *what)
 {
-	WorkerFileMark *read = (WorkerFileMark *) arg;
-
-	read->epoch_changed = mark_file_other_epoch(&read->other_epoch);
-	read->millis = mark_file_read(read->node, &read->etcd_revision);
+	memset(step, 0, sizeof(*step));
+	step->call = call;
+	step->node = node;
+	step->millis = millis;
+	step->own_millis = -1;
+	return worker_run(step, what);
 }
 
 /*
@@ -312,9 +427,9 @@ worker_pin_session_settings(void)
 
 /* Publish why IDs are refused, with the phase that refuses them. */
 static void
-worker_refuse(SnowflakePhase phase, const char *message, const char *hint)
+worker_refuse_message(SnowflakePhase phase, const char *message, const char *hint)
 {
-	worker_report(message, NULL, hint);
+	worker_report_message(message, NULL, hint);
 	shared_state_set_refusal(message, hint);
 	shared_state_set_phase(phase);
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
@@ -323,15 +438,16 @@ worker_refuse(SnowflakePhase phase, const char *message, const char *hint)
 
 /*
  * The last start died connecting to snowflake.database: look for it from
- * a connection to no database (shared catalogs only), say what is wrong
- * until it exists, then exit to be started again and connect to it.  This
- * keeps a missing database from becoming a loop of FATAL errors.
+ * a connection to no database (shared catalogs only), and say what is wrong
+ * until it exists or the server shuts down.  The caller then exits, to be
+ * started again and connect to it.  This keeps a missing database from
+ * becoming a loop of FATAL errors.
  */
-static void pg_attribute_noreturn()
+static void
 worker_wait_for_database(void)
 {
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		bool		exists;
 
@@ -342,70 +458,89 @@ worker_wait_for_database(void)
 		if (exists)
 		{
 			pg_atomic_write_u32(&snowflake_shared->connect_attempts, 0);
-			proc_exit(1);
+			return;
 		}
 		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
-					  psprintf("database \"%s\" (snowflake.database) does not exist",
-							   snowflake_database),
 					  "Create that database, or set snowflake.database to the database "
-					  "that holds the snowflake extension and restart the server.");
+					  "that holds the snowflake extension and restart the server.",
+					  "database \"%s\" (snowflake.database) does not exist",
+					  snowflake_database);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 WORKER_RETRY_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		if (ShutdownRequestPending)
-			proc_exit(1);
 	}
 }
 
 /*
- * At shutdown: close the generator, so that no ID follows the one recorded,
- * and record the exact last issued millisecond as the mark.
+ * The marks interface: worker_read_marks(), worker_raise_marks() and
+ * worker_settle_marks() are the only functions that know which homes hold
+ * the marks (the table and the mark file always, etcd in etcd mode) and in
+ * which order they are written.  Every call on a home is its own
+ * worker_run(), so that one home failing never keeps another from being
+ * written.
  */
-static void pg_attribute_noreturn()
-worker_close_and_exit(bool was_ready)
-{
-	uint64		last_id = pg_atomic_fetch_or_u64(&snowflake_shared->last_id,
-												 SNOWFLAKE_CLOSED_BIT);
-	int64		last_millis = snowflake_millis((int64) (last_id & ~SNOWFLAKE_CLOSED_BIT));
 
+/*
+ * Settle node's marks at the last issued millisecond, with the generator
+ * closed, so that the next holder of the node id (often this server,
+ * restarting) issues at once.  A mark honoured since the last reopen but
+ * not yet reopened above stays; rows above our own reservation were written
+ * by others.
+ */
+static void
+worker_settle_marks(int node, int64 last_millis)
+{
+	int64		millis = Max(last_millis, shared_state_node_floor(node));
+	WorkerStep	step;
+
+	memset(&step, 0, sizeof(step));
+	step.call = WORKER_TABLE_WRITE;
+	step.node = node;
+	step.millis = millis;
+	step.own_millis = worker_own_mark;
+	if (worker_run(&step, "record the last issued timestamp") &&
+		step.out.table_write.refusal.message == NULL)
+		shared_state_set_high_water(step.out.table_write.merged_millis);
+	/* etcd first: the file records the revision of the settled mark. */
+	if (worker_uses_etcd && node_lease_held())
+		(void) worker_run_write(WORKER_ETCD_SETTLE, node, millis, &step,
+								"record the last issued timestamp in etcd");
+	(void) worker_run_write(WORKER_FILE_WRITE, node, millis, &step,
+							"record the last issued timestamp in snowflake.marks");
+}
+
+/* Give the etcd lease back, freeing the node id at once. */
+static void
+worker_revoke_lease(void)
+{
+	WorkerStep	step;
+
+	(void) worker_run_on(WORKER_LEASE_REVOKE, -1, &step, "revoke the etcd lease");
+}
+
+/*
+ * At shutdown: close the generator, so that no ID follows the one recorded,
+ * and, if the worker was serving (settle), record the exact last issued
+ * millisecond as the mark.
+ */
+static void
+worker_close(bool settle)
+{
 	/*
 	 * The mark is about to drop to the exact last millisecond: so must the
 	 * reservation, and nothing is issued until a worker reads it again.
 	 */
-	pg_atomic_write_u64(&snowflake_shared->reserved_until, last_millis);
-	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	uint64		last_id = shared_state_close(SNOWFLAKE_PHASE_STARTING,
+											 SNOWFLAKE_CLOSE_KEEP_NODE |
+											 SNOWFLAKE_CLOSE_AT_LAST_ID);
+	int64		last_millis = snowflake_millis((int64) last_id);
 
-	if (was_ready && last_millis > 0)
-	{
-		/*
-		 * A mark honoured since the last reopen but not yet reopened above
-		 * stays; rows above our own reservation were written by others.
-		 */
-		MarkStoreWrite write = {
-			.node = worker_node,
-			.mark_millis = Max(last_millis,
-							   (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[worker_node])),
-			.own_millis = worker_own_mark,
-		};
-		NodeMark	etcd_mark = {worker_node, write.mark_millis};
-
-		if (worker_run(mark_store_write, &write,
-					   "record the last issued timestamp") &&
-			write.refusal.message == NULL)
-			pg_atomic_write_u64(&snowflake_shared->high_water, write.merged_millis);
-		/* etcd first: the file records the revision of the settled mark. */
-		if (worker_uses_etcd && node_lease_held())
-			(void) worker_run(node_lease_settle_mark, &etcd_mark,
-							  "record the last issued timestamp in etcd");
-		(void) worker_run(worker_write_mark_file, &write,
-						  "record the last issued timestamp in snowflake.marks");
-	}
+	if (settle && last_millis > 0)
+		worker_settle_marks(worker_node, last_millis);
 	/* Frees the node id at once for the next server. */
 	if (worker_uses_etcd)
-		(void) worker_run(node_lease_revoke, NULL, "revoke the etcd lease");
-	/* Exit code 1: restarted if this was not a server shutdown. */
-	proc_exit(1);
+		worker_revoke_lease();
 }
 
 /*
@@ -416,15 +551,20 @@ worker_close_and_exit(bool was_ready)
 static bool
 worker_tend_lease(void)
 {
+	WorkerStep	step;
 	bool		lost = false;
 
 	if (!worker_uses_etcd)
 		return true;
 	if (!node_lease_held())
 		return false;
-	if (node_lease_ms_until_keepalive() == 0 &&
-		!worker_run(node_lease_keepalive, &lost, "renew the etcd lease"))
-		node_lease_keepalive_failed();
+	if (node_lease_ms_until_keepalive() == 0)
+	{
+		if (!worker_run_on(WORKER_LEASE_KEEPALIVE, -1, &step, "renew the etcd lease"))
+			node_lease_keepalive_failed();
+		else
+			lost = !step.out.lease_kept;
+	}
 	if (lost || shared_state_fenced(&snowflake_shared->fence_deadline))
 	{
 		node_lease_lost();
@@ -435,10 +575,12 @@ worker_tend_lease(void)
 
 /*
  * Sleep up to timeout_ms (-1: no limit), waking for keep-alives; handle
- * reloads; leave on shutdown.  Returns false when the etcd lease is lost.
+ * reloads; then free what the last round allocated.  Returns false when
+ * the server shuts down (the caller returns, up to the main loop, which
+ * closes) or the etcd lease is lost.
  */
 static bool
-worker_sleep(long timeout_ms, bool was_ready)
+worker_sleep(long timeout_ms)
 {
 	int64		keepalive_ms = worker_uses_etcd ? node_lease_ms_until_keepalive() : -1;
 
@@ -455,7 +597,7 @@ worker_sleep(long timeout_ms, bool was_ready)
 		ProcessConfigFile(PGC_SIGHUP);
 	}
 	if (ShutdownRequestPending)
-		worker_close_and_exit(was_ready);
+		return false;
 	MemoryContextReset(worker_context);
 	return worker_tend_lease();
 }
@@ -474,21 +616,14 @@ worker_reservation_ahead(void)
 		(worker_uses_etcd ? 2 * etcd_longest_request_ms() : 0);
 }
 
-/* A mark above the last ID was written by someone else: reopen above it. */
-static bool
-worker_reopen_wanted(void)
-{
-	return pg_atomic_read_u32(&snowflake_shared->reopen_wanted) != 0;
-}
-
 /* Raise the etcd mark of the node served to at least millis. */
 static bool
 worker_raise_etcd_mark(int64 millis)
 {
-	NodeMark	etcd_mark = {worker_node, millis};
+	WorkerStep	step;
 
-	return worker_run(node_lease_raise_mark, &etcd_mark,
-					  "raise the high-water mark in etcd");
+	return worker_run_write(WORKER_ETCD_RAISE, worker_node, millis, &step,
+							"raise the high-water mark in etcd");
 }
 
 /*
@@ -498,13 +633,14 @@ worker_raise_etcd_mark(int64 millis)
  * round trip and an etcd outage shorter than the fence does not stop them.
  */
 static bool
-worker_reserve(int64 target_millis)
+worker_raise_marks(int64 target_millis)
 {
-	MarkStoreWrite write = {.node = worker_node, .mark_millis = target_millis, .own_millis = -1};
+	WorkerStep	step;
+	MarkStoreWrite *write = &step.out.table_write;
 	int64		ttl_ms = (int64) snowflake_etcd_lease_ttl * 1000;
 	TimestampTz started = GetCurrentTimestamp();
 	bool		covered = !worker_uses_etcd ||
-		node_lease_mark_covers(worker_node, target_millis);
+	node_lease_mark_covers(worker_node, target_millis);
 
 	/*
 	 * etcd must cover the target before the table may hold it.  When it
@@ -514,51 +650,50 @@ worker_reserve(int64 target_millis)
 	if (!covered && !worker_raise_etcd_mark(target_millis + 2 * ttl_ms) &&
 		!node_lease_mark_covers(worker_node, target_millis))
 		goto failed;
-	if (!worker_run(mark_store_write, &write, "reserve the high-water mark"))
+	if (!worker_run_write(WORKER_TABLE_WRITE, worker_node, target_millis, &step,
+						  "reserve the high-water mark"))
 		goto failed;
-	if (write.refusal.message != NULL)
+	if (write->refusal.message != NULL)
 	{
 		/* The marks lost their safe home: stop until it is back. */
-		shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE);
-		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write.refusal.message,
-					  write.refusal.hint);
-		pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 1);
+		(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
+								  SNOWFLAKE_CLOSE_REOPEN);
+		worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, write->refusal.hint,
+					  "%s", write->refusal.message);
 		goto failed;
 	}
 	/* A higher row came in without the trigger noticing: honour it. */
-	if (write.merged_millis > target_millis &&
-		shared_state_honour_mark(worker_node, true, write.merged_millis))
+	if (write->merged_millis > target_millis &&
+		shared_state_honour_mark(worker_node, true, write->merged_millis))
 		goto failed;
-	worker_own_mark = write.merged_millis;
-	if (!worker_run(worker_write_mark_file, &write,
-					"reserve the high-water mark in snowflake.marks"))
+	worker_own_mark = write->merged_millis;
+	if (!worker_run_write(WORKER_FILE_WRITE, worker_node, target_millis, &step,
+						  "reserve the high-water mark in snowflake.marks"))
 		goto failed;
 
-	pg_atomic_write_u64(&snowflake_shared->reservation_latency_us,
-						(uint64) (GetCurrentTimestamp() - started));
-	pg_atomic_write_u64(&snowflake_shared->high_water, target_millis);
-	if (target_millis > (int64) pg_atomic_read_u64(&snowflake_shared->reserved_until))
-		pg_atomic_write_u64(&snowflake_shared->reserved_until, target_millis);
-	ConditionVariableBroadcast(&snowflake_shared->progress_cv);
-	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 0);
-	pg_atomic_write_u64(&snowflake_shared->reservation_wanted_since, 0);
+	shared_state_publish_reservation(target_millis,
+									 (uint64) (GetCurrentTimestamp() - started));
 	worker_forget_backend_error();
 
-	/* Covered: raise the etcd mark now, after the table, if its lead is short. */
+	/*
+	 * Covered: raise the etcd mark now, after the table, if its lead is
+	 * short.
+	 */
 	if (covered && worker_uses_etcd &&
 		!node_lease_mark_covers(worker_node, target_millis + ttl_ms))
 		(void) worker_raise_etcd_mark(target_millis + 2 * ttl_ms);
 	return true;
 
 failed:
-	pg_atomic_write_u32(&snowflake_shared->reservation_failing, 1);
+	shared_state_reservation_failed();
 	return false;
 }
 
 /*
  * etcd: hold a lease and a node id, the configured one or the lowest free
  * one.  Loops until it has one; meanwhile backends wait (fenced) or, when
- * etcd answered that none is available, are told why at once.
+ * etcd answered that none is available, are told why at once.  Returns -1
+ * when the server shuts down first.
  */
 static int
 worker_acquire_node(void)
@@ -566,15 +701,16 @@ worker_acquire_node(void)
 	if (!worker_uses_etcd)
 		return snowflake_node_id;
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		NodeClaim	claim;
+		WorkerStep	step;
 
 		if (!node_lease_held() &&
-			!worker_run(node_lease_grant, NULL, "lease a node id from etcd"))
+			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
 		{
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
-			(void) worker_sleep(WORKER_RETRY_MS, false);
+			(void) worker_sleep(WORKER_RETRY_MS);
 			continue;
 		}
 
@@ -582,7 +718,10 @@ worker_acquire_node(void)
 			snowflake_node_id : -1;
 		claim.skip_until = worker_skip_until;
 		claim.now_millis = generator_clock_millis();
-		if (!worker_run(node_lease_claim, &claim, "claim a node id in etcd"))
+		memset(&step, 0, sizeof(step));
+		step.call = WORKER_NODE_CLAIM;
+		step.claim = &claim;
+		if (!worker_run(&step, "claim a node id in etcd"))
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
 		else if (claim.node >= 0)
 		{
@@ -595,31 +734,36 @@ worker_acquire_node(void)
 		}
 		else
 		{
-			worker_report(claim.problem, "The snowflake worker tries again every second.",
-						  NULL);
+			/* node_lease.c composed the problem: pass it on as it is */
+			worker_report("The snowflake worker tries again every second.", NULL,
+						  "%s", claim.problem);
 			shared_state_set_refusal(claim.problem, NULL);
 			shared_state_set_phase(SNOWFLAKE_PHASE_NODE_ID_UNAVAILABLE);
 		}
-		(void) worker_sleep(WORKER_RETRY_MS, false);
+		(void) worker_sleep(WORKER_RETRY_MS);
 	}
+	return -1;
 }
 
-/* The marks were written under another epoch: issue nothing, ever. */
-static void pg_attribute_noreturn()
+/*
+ * The marks were written under another epoch: issue nothing, ever.
+ * Returns only when the server shuts down.
+ */
+static void
 worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
 {
-	worker_report(psprintf("snowflake.epoch was changed: %s holds "
-						   "marks written under epoch %s, but the server runs with %s",
-						   holder, pstrdup(timestamptz_to_str(other_epoch)),
-						   pstrdup(timestamptz_to_str(snowflake_epoch))),
-				  NULL,
-				  "Set snowflake.epoch back and restart the server. No IDs are issued.");
+	worker_report(NULL,
+				  "Set snowflake.epoch back and restart the server. No IDs are issued.",
+				  "snowflake.epoch was changed: %s holds "
+				  "marks written under epoch %s, but the server runs with %s",
+				  holder, pstrdup(timestamptz_to_str(other_epoch)),
+				  pstrdup(timestamptz_to_str(snowflake_epoch)));
 	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
-		(void) worker_run(node_lease_revoke, NULL, "revoke the etcd lease");
-	for (;;)
-		(void) worker_sleep(-1, false);
+		worker_revoke_lease();
+	while (!ShutdownRequestPending)
+		(void) worker_sleep(-1);
 }
 
 /*
@@ -637,7 +781,12 @@ worker_migrate_from(int node, int64 mark_millis, int64 behind)
 	worker_skip_until[node] = mark_millis - snowflake_reserve - snowflake_max_clock_rollback;
 	pg_atomic_fetch_add_u64(&snowflake_shared->node_migrations, 1);
 	worker_gave_back = true;
-	(void) worker_run(node_lease_release, &node, "give back a node id in etcd");
+	{
+		WorkerStep	step;
+
+		(void) worker_run_on(WORKER_NODE_RELEASE, node, &step,
+							 "give back a node id in etcd");
+	}
 }
 
 /*
@@ -651,7 +800,7 @@ static bool
 worker_wait_out_unknown_holder(int node)
 {
 	uint64		until = node_lease_claim_time() +
-		(uint64) (node_lease_fence_window_ms() + snowflake_max_clock_rollback) * 1000;
+	(uint64) (node_lease_fence_window_ms() + snowflake_max_clock_rollback) * 1000;
 
 	ereport(LOG,
 			errmsg("snowflake worker waits %lld ms before issuing under node id %d: "
@@ -669,81 +818,84 @@ worker_wait_out_unknown_holder(int node)
 
 		if (now >= until)
 			return true;
-		if (!worker_sleep(Min((long) ((until - now) / 1000) + 1, WORKER_RETRY_MS), false) ||
-			worker_reopen_wanted())
+		if (!worker_sleep(Min((long) ((until - now) / 1000) + 1, WORKER_RETRY_MS)) ||
+			shared_state_reopen_wanted())
 			return false;
 	}
 }
 
+/* The marks of one node id, from every home that keeps them. */
+typedef struct WorkerMarks
+{
+	int64		table_millis;	/* the higher of the table and the mark file */
+	int64		etcd_millis;	/* the etcd mark; 0: none, or no etcd */
+
+	/*
+	 * The etcd mark is this server's own last write of it, found unchanged:
+	 * nobody else issued under the node id since.
+	 */
+	bool		own_etcd_mark;
+} WorkerMarks;
+
 /*
- * Read the node's marks, hold the generator above them until the clock has
- * passed them, then make the first reservation.  Returns false to start
- * over: the etcd lease was lost, the node id given back, or a mark above
- * the last ID was written meanwhile.
+ * Read node's marks from every home, retrying each until it answers.
+ * Returns false to start over (the etcd lease was lost meanwhile).
  */
 static bool
-worker_open(int node)
+worker_read_marks(int node, WorkerMarks *marks)
 {
-	MarkStoreRead mark;
-	WorkerFileMark file_mark = {.node = node};
-	NodeMark	etcd_mark = {.node = node};
-	int64		table_millis;
-	int64		base;
-	int64		tolerated = worker_reservation_ahead() + snowflake_max_clock_rollback;
-	int64		etcd_lead = worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
-	bool		own_etcd_mark;
+	WorkerStep	table;
+	WorkerStep	file;
+	WorkerStep	etcd;
 
-	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	for (;;)
 	{
-		memset(&mark, 0, sizeof(mark));
-		mark.node = node;
-		if (worker_run(mark_store_read, &mark, "read the high-water mark"))
+		if (worker_run_on(WORKER_TABLE_READ, node, &table, "read the high-water mark"))
 		{
-			if (mark.refusal.message == NULL)
+			if (table.out.table_read.refusal.message == NULL)
 				break;
-			worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, mark.refusal.message,
-						  mark.refusal.hint);
+			worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE,
+						  table.out.table_read.refusal.hint,
+						  "%s", table.out.table_read.refusal.message);
 		}
-		if (!worker_sleep(WORKER_RETRY_MS, false))
+		if (!worker_sleep(WORKER_RETRY_MS))
 			return false;
 	}
 	pg_atomic_fetch_add_u32(&snowflake_shared->marks_checks, 1);
 	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
 	/* Marks honoured from here on are in what is read next, or reopen again. */
-	pg_atomic_write_u32(&snowflake_shared->reopen_wanted, 0);
+	shared_state_clear_reopen();
 
-	if (mark.epoch_changed)
-		worker_refuse_changed_epoch(mark.other_epoch, "the high-water table");
-
-	while (!worker_run(worker_read_mark_file, &file_mark,
-					   "read the high-water mark in snowflake.marks"))
-		if (!worker_sleep(WORKER_RETRY_MS, false))
-			return false;
-	if (file_mark.epoch_changed)
-		worker_refuse_changed_epoch(file_mark.other_epoch, "the mark file snowflake.marks");
-	table_millis = Max(mark.found ? mark.mark_millis : 0, file_mark.millis);
-
-	if (worker_uses_etcd)
+	if (table.out.table_read.epoch_changed)
 	{
-		while (!worker_run(node_lease_read_mark, &etcd_mark,
-						   "read the high-water mark in etcd"))
-			if (!worker_sleep(WORKER_RETRY_MS, false))
-				return false;
-		if (snowflake_node_source == SNOWFLAKE_NODE_SOURCE_ETCD)
-		{
-			int64		now = generator_clock_millis();
-
-			if (table_millis - now > tolerated ||
-				etcd_mark.millis - now > tolerated + etcd_lead)
-			{
-				int64		mark_millis = Max(table_millis, etcd_mark.millis);
-
-				worker_migrate_from(node, mark_millis, mark_millis - now);
-				return false;
-			}
-		}
+		worker_refuse_changed_epoch(table.out.table_read.other_epoch,
+									"the high-water table");
+		return false;
 	}
+
+	while (!worker_run_on(WORKER_FILE_READ, node, &file,
+						  "read the high-water mark in snowflake.marks"))
+		if (!worker_sleep(WORKER_RETRY_MS))
+			return false;
+	if (file.out.file.epoch_changed)
+	{
+		worker_refuse_changed_epoch(file.out.file.other_epoch,
+									"the mark file snowflake.marks");
+		return false;
+	}
+	marks->table_millis = Max(table.out.table_read.found ?
+							  table.out.table_read.mark_millis : 0,
+							  file.out.file.millis);
+
+	marks->etcd_millis = 0;
+	marks->own_etcd_mark = false;
+	if (!worker_uses_etcd)
+		return true;
+	while (!worker_run_on(WORKER_ETCD_READ, node, &etcd,
+						  "read the high-water mark in etcd"))
+		if (!worker_sleep(WORKER_RETRY_MS))
+			return false;
+	marks->etcd_millis = etcd.out.etcd.millis;
 
 	/*
 	 * The etcd mark runs one to two TTLs ahead of the IDs.  When it is our
@@ -751,26 +903,60 @@ worker_open(int node)
 	 * and the table and the mark file bound our IDs closer: a crash restart
 	 * that gets its node id back waits for those, not for the etcd lead.
 	 */
-	own_etcd_mark = worker_uses_etcd && etcd_mark.trusted && etcd_mark.revision > 0 &&
-		etcd_mark.revision == file_mark.etcd_revision;
-	base = shared_state_restart_above(Max(Max(table_millis,
-											  own_etcd_mark ? 0 : etcd_mark.millis),
-										  (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])),
-									  node);
-	/* A mark honoured while the others were read, now that last_id is ours. */
-	base = shared_state_honour_floor(node, base);
-	worker_own_mark = -1;
-	pg_atomic_write_u64(&snowflake_shared->high_water, base);
+	marks->own_etcd_mark = etcd.out.etcd.trusted && etcd.out.etcd.revision > 0 &&
+		etcd.out.etcd.revision == file.out.file.etcd_revision;
+	return true;
+}
 
-	/*
-	 * In etcd mode only our own last write of the etcd mark, found unchanged,
-	 * proves that nobody issued under the node id since; anything else
-	 * (another server held it, a node id new to this server, etcd's data
-	 * lost) is waited out.
-	 */
-	if (worker_uses_etcd && !own_etcd_mark &&
-		!worker_wait_out_unknown_holder(node))
+/* How far ahead of the IDs the etcd mark may run. */
+static int64
+worker_etcd_lead_ms(void)
+{
+	return worker_uses_etcd ? (int64) snowflake_etcd_lease_ttl * 2000 : 0;
+}
+
+/*
+ * etcd mode with node ids from etcd: a node id whose marks are too far
+ * ahead of this clock is given back for another.  Returns whether it was.
+ */
+static bool
+worker_migrate_if_far_ahead(int node, const WorkerMarks *marks, int64 tolerated)
+{
+	int64		now;
+
+	if (!worker_uses_etcd || snowflake_node_source != SNOWFLAKE_NODE_SOURCE_ETCD)
 		return false;
+	now = generator_clock_millis();
+	if (marks->table_millis - now > tolerated ||
+		marks->etcd_millis - now > tolerated + worker_etcd_lead_ms())
+	{
+		int64		mark_millis = Max(marks->table_millis, marks->etcd_millis);
+
+		worker_migrate_from(node, mark_millis, mark_millis - now);
+		return true;
+	}
+	return false;
+}
+
+/* How worker_wait_for_clock() ended. */
+typedef enum WorkerClockWait
+{
+	WORKER_CLOCK_PASSED,		/* the clock is past the floor */
+	WORKER_CLOCK_OUT_OF_RANGE,	/* outside the epoch's range: callers told */
+	WORKER_CLOCK_START_OVER		/* lease lost or a mark to honour */
+} WorkerClockWait;
+
+/*
+ * Hold the generator until the clock has passed base, the floor it was
+ * opened at: after a crash the marks are ahead by up to the reservation
+ * (and the etcd mark by up to its lead), which is waited out; further is a
+ * clock that went back, refused at once.
+ */
+static WorkerClockWait
+worker_wait_for_clock(int node, int64 base, const WorkerMarks *marks,
+					  int64 tolerated)
+{
+	int64		etcd_lead = worker_etcd_lead_ms();
 
 	for (;;)
 	{
@@ -782,51 +968,98 @@ worker_open(int node)
 		 * every caller, and asks for a reservation once the clock is right.
 		 */
 		if (now < 0 || now > SNOWFLAKE_MAX_MILLIS)
-		{
-			shared_state_set_phase(SNOWFLAKE_PHASE_READY);
-			return true;
-		}
+			return WORKER_CLOCK_OUT_OF_RANGE;
 		if (behind < 0)
-			break;
-		snowflake_shared->clock_behind_by = behind;
+			return WORKER_CLOCK_PASSED;
+		shared_state_set_clock_behind(behind);
 
-		/*
-		 * After a crash the marks are ahead by up to the reservation (and the
-		 * etcd mark by up to its lead): waited out.  Further is a clock that
-		 * went back: refused at once.
-		 */
-		if (Max(table_millis, (int64) pg_atomic_read_u64(&snowflake_shared->honour_floor[node])) -
-			now > tolerated ||
-			(!own_etcd_mark && etcd_mark.millis - now > tolerated + etcd_lead))
+		if (Max(marks->table_millis, shared_state_node_floor(node)) - now > tolerated ||
+			(!marks->own_etcd_mark && marks->etcd_millis - now > tolerated + etcd_lead))
 		{
 			if (pg_atomic_read_u32(&snowflake_shared->phase) != SNOWFLAKE_PHASE_CLOCK_BEHIND)
-				worker_report(psprintf("the clock is %lld ms behind the high-water mark of "
-									   "node %d", (long long) behind, node),
-							  psprintf("IDs of node %d were reserved up to %s; that is more "
+				worker_report(psprintf("IDs of node %d were reserved up to %s; that is more "
 									   "than snowflake.reserve + snowflake.max_clock_rollback "
 									   "(%lld ms) behind. No IDs are issued until the clock "
 									   "passes the mark.",
-									   node, timestamptz_to_str(snowflake_epoch + base * 1000),
+									   node,
+									   timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
+																						base)),
 									   (long long) tolerated),
-							  NULL);
+							  NULL,
+							  "the clock is %lld ms behind the high-water mark of node %d",
+							  (long long) behind, node);
 			shared_state_set_phase(SNOWFLAKE_PHASE_CLOCK_BEHIND);
 		}
 		else
 			shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS), false) ||
-			worker_reopen_wanted())
-			return false;
+		if (!worker_sleep(Min(behind + 1, WORKER_RETRY_MS)) ||
+			shared_state_reopen_wanted())
+			return WORKER_CLOCK_START_OVER;
 	}
+}
 
-	/* The clock has passed the mark: callers wait for the reservation. */
+/*
+ * The clock has passed the floor: make the first reservation, never below
+ * the floor even if the clock stepped back meanwhile, then issue.
+ */
+static bool
+worker_first_reservation(int64 base)
+{
+	/* Callers wait for the reservation. */
 	shared_state_set_phase(SNOWFLAKE_PHASE_WAITING_FOR_CLOCK);
-	/* Never below the floor, even if the clock stepped back meanwhile. */
-	while (!worker_reserve(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
-		if (!worker_sleep(WORKER_RETRY_MS, false) || worker_reopen_wanted())
+	while (!worker_raise_marks(Max(generator_clock_millis() + worker_reservation_ahead(), base)))
+		if (!worker_sleep(WORKER_RETRY_MS) || shared_state_reopen_wanted())
 			return false;
 	shared_state_set_phase(SNOWFLAKE_PHASE_READY);
 	worker_problems_over(NULL);
 	return true;
+}
+
+/*
+ * Read the node's marks, hold the generator above them until the clock has
+ * passed them, then make the first reservation.  Returns false to start
+ * over: the etcd lease was lost, the node id given back, or a mark above
+ * the last ID was written meanwhile.
+ */
+static bool
+worker_open(int node)
+{
+	WorkerMarks marks;
+	int64		base;
+
+	/* Marks further ahead of the clock than this: a clock that went back. */
+	int64		tolerated = worker_reservation_ahead() + snowflake_max_clock_rollback;
+
+	shared_state_set_phase(SNOWFLAKE_PHASE_STARTING);
+	if (!worker_read_marks(node, &marks) ||
+		worker_migrate_if_far_ahead(node, &marks, tolerated))
+		return false;
+
+	base = shared_state_open(node, Max(marks.table_millis,
+									   marks.own_etcd_mark ? 0 : marks.etcd_millis));
+	worker_own_mark = -1;
+
+	/*
+	 * In etcd mode only our own last write of the etcd mark, found unchanged,
+	 * proves that nobody issued under the node id since; anything else
+	 * (another server held it, a node id new to this server, etcd's data
+	 * lost) is waited out.
+	 */
+	if (worker_uses_etcd && !marks.own_etcd_mark &&
+		!worker_wait_out_unknown_holder(node))
+		return false;
+
+	switch (worker_wait_for_clock(node, base, &marks, tolerated))
+	{
+		case WORKER_CLOCK_OUT_OF_RANGE:
+			shared_state_set_phase(SNOWFLAKE_PHASE_READY);
+			return true;
+		case WORKER_CLOCK_START_OVER:
+			return false;
+		case WORKER_CLOCK_PASSED:
+			break;
+	}
+	return worker_first_reservation(base);
 }
 
 /*
@@ -844,22 +1077,23 @@ worker_serve(void)
 		int64		last_millis;
 		bool		wanted;
 
-		if (!worker_sleep(Max(snowflake_reserve / 4, 1), true) ||
-			worker_reopen_wanted())
+		if (!worker_sleep(Max(snowflake_reserve / 4, 1)) ||
+			shared_state_reopen_wanted())
 			return;
 
 		/* Idle too, the home of the marks must stay safe: look every second. */
 		if (GetCurrentTimestamp() - home_checked_at > WORKER_RETRY_MS * 1000)
 		{
-			MarkStoreRefusal refusal = {NULL, NULL};
+			WorkerStep	step;
+			MarkStoreRefusal *refusal = &step.out.refusal;
 
 			home_checked_at = GetCurrentTimestamp();
-			if (worker_run(mark_store_check, &refusal, "check the high-water table") &&
-				refusal.message != NULL)
+			if (worker_run_on(WORKER_TABLE_CHECK, -1, &step, "check the high-water table") &&
+				refusal->message != NULL)
 			{
-				shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE);
-				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal.message,
-							  refusal.hint);
+				(void) shared_state_close(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, 0);
+				worker_refuse(SNOWFLAKE_PHASE_MARKS_UNAVAILABLE, refusal->hint,
+							  "%s", refusal->message);
 				return;
 			}
 		}
@@ -879,7 +1113,7 @@ worker_serve(void)
 			int64		target = generator_clock_millis() + worker_reservation_ahead();
 
 			if (target > reserved)
-				(void) worker_reserve(target);
+				(void) worker_raise_marks(target);
 		}
 	}
 }
@@ -891,16 +1125,18 @@ worker_serve(void)
 static void
 worker_fence(int node)
 {
-	shared_state_close(SNOWFLAKE_PHASE_FENCED);
-	worker_report(psprintf("the etcd lease on node id %d expired, could not be renewed "
-						   "in time, or etcd lost the claim; no IDs are issued until the "
-						   "worker holds a node id again", node),
-				  NULL, NULL);
+	(void) shared_state_close(SNOWFLAKE_PHASE_FENCED, 0);
+	worker_report(NULL, NULL,
+				  "the etcd lease on node id %d expired, could not be renewed "
+				  "in time, or etcd lost the claim; no IDs are issued until the "
+				  "worker holds a node id again", node);
 }
 
 void
 snowflake_worker_main(Datum arg)
 {
+	bool		served = false;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
@@ -916,8 +1152,12 @@ snowflake_worker_main(Datum arg)
 	shared_state_set_worker_latch(MyLatch);
 	before_shmem_exit(worker_detach, 0);
 
+	/* Exit code 1 below: restarted, unless the server is shutting down. */
 	if (pg_atomic_fetch_add_u32(&snowflake_shared->connect_attempts, 1) > 0)
+	{
 		worker_wait_for_database();
+		proc_exit(1);
+	}
 	/* ALLOW_CONNECTIONS false on the database must not stop the marks. */
 	BackgroundWorkerInitializeConnection(snowflake_database, NULL,
 										 BGWORKER_BYPASS_ALLOWCONN);
@@ -931,23 +1171,39 @@ snowflake_worker_main(Datum arg)
 
 		/*
 		 * A worker that restarted without a server restart left a lease
-		 * behind: fence until there is a new one, and revoke the old one.
+		 * behind: fence until there is a new one (which drops the fence
+		 * first), and revoke the old one before the next grant.
 		 */
-		pg_atomic_write_u64(&snowflake_shared->fence_deadline, 0);
-		shared_state_close(SNOWFLAKE_PHASE_STARTING);
-		node_lease_forget(shared_state_get_lease(&expires));
+		node_lease_revoke_later(shared_state_get_lease(&expires));
+		(void) shared_state_close(SNOWFLAKE_PHASE_STARTING, 0);
 		etcd_client_open();
 	}
 
-	for (;;)
+	/*
+	 * Every wait below returns once shutdown is requested, up to here: the
+	 * loop then ends, and the worker closes the generator and exits.
+	 */
+	while (!ShutdownRequestPending)
 	{
 		if (worker_node < 0)
 		{
 			worker_gave_back = false;
 			worker_node = worker_acquire_node();
+			if (worker_node < 0)
+				break;
 		}
 		if (worker_open(worker_node))
+		{
 			worker_serve();
+			/* Shut down while serving: the marks settle at the last ID. */
+			if (ShutdownRequestPending)
+			{
+				served = true;
+				break;
+			}
+		}
+		if (ShutdownRequestPending)
+			break;
 		if (worker_uses_etcd && !node_lease_held())
 		{
 			worker_fence(worker_node);
@@ -956,4 +1212,7 @@ snowflake_worker_main(Datum arg)
 		else if (worker_gave_back)
 			worker_node = -1;
 	}
+
+	worker_close(served);
+	proc_exit(1);
 }
