@@ -37,8 +37,11 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -47,6 +50,7 @@
 #include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "etcd_client.h"
@@ -437,6 +441,36 @@ worker_refuse_message(SnowflakePhase phase, const char *message, const char *hin
 }
 
 /*
+ * Whether a database of that name exists, read from a connection to no
+ * database.  A heap scan of pg_database, as the autovacuum launcher does:
+ * get_database_oid() scans the index on datname, and opening that index
+ * reads pg_class, which fails with no database selected until some
+ * backend has written the shared relcache init file (on a server no
+ * client has connected to yet, every check would end in a FATAL error).
+ */
+static bool
+worker_database_exists(const char *name)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!found &&
+		   HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		found = strcmp(NameStr(db->datname), name) == 0;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
  * The last start died connecting to snowflake.database: look for it from
  * a connection to no database (shared catalogs only), and say what is wrong
  * until it exists or the server shuts down.  The caller then exits, to be
@@ -452,7 +486,8 @@ worker_wait_for_database(void)
 		bool		exists;
 
 		StartTransactionCommand();
-		exists = OidIsValid(get_database_oid(snowflake_database, true));
+		(void) GetTransactionSnapshot();
+		exists = worker_database_exists(snowflake_database);
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(worker_context);
 		if (exists)

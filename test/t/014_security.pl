@@ -10,7 +10,8 @@
 #      EXTENSION by a superuser) do not make the node id fresh: no ID at or
 #      below one issued before, even after a restart with the clock behind;
 #  (d) a snowflake.database that does not exist is reported, without a loop
-#      of FATALs in the log.
+#      of FATALs in the log;
+#  (e) the same on a server no client has connected to since it started.
 use strict;
 use warnings;
 
@@ -39,6 +40,11 @@ my $nodb = snowflake_node('nodb', "snowflake.node_id = 8\nsnowflake.database = '
 $nodb->start;
 my $nodb_started = time();
 $nodb->safe_psql('postgres', 'CREATE EXTENSION snowflake SCHEMA public');
+
+# (e)'s server: nothing connects to it before (e), at the end.
+my $untouched = snowflake_node('untouched', "snowflake.node_id = 9\nsnowflake.database = 'nosuchdb'\n");
+$untouched->start;
+my $untouched_started = time();
 
 sub as_alice
 {
@@ -299,5 +305,33 @@ if ($ran < 6) { usleep(1_000_000 * (6 - $ran)); $ran = time() - $nodb_started; }
 my $fatals = () = slurp_file($nodb->logfile) =~ /FATAL:/g;
 cmp_ok($fatals, '<=', 2, sprintf('no FATAL loop in the log over %.0f s (%d FATAL lines)', $ran, $fatals));
 $nodb->stop;
+
+###########################################################################
+# (e) snowflake.database names no database, and no client has connected
+# since the start: the worker's check of the shared catalog must not need
+# what only a backend's connection leaves behind.
+###########################################################################
+my $untouched_log = $untouched->logfile;
+my $warned = 0;
+for (1 .. 100)
+{
+	last if $warned = slurp_file($untouched_log) =~
+	  /WARNING: .*database "nosuchdb" \(snowflake\.database\) does not exist/;
+	usleep(100_000);
+}
+ok($warned, 'untouched server: the worker warns that nosuchdb does not exist');
+$ran = time() - $untouched_started;
+if ($ran < 6) { usleep(1_000_000 * (6 - $ran)); $ran = time() - $untouched_started; }
+my @untouched_fatals = slurp_file($untouched_log) =~ /(FATAL:.*)/g;
+cmp_ok(scalar(@untouched_fatals), '<=', 2,
+	sprintf('untouched server: no FATAL loop over %.0f s before any connection (%d FATAL lines)',
+		$ran, scalar(@untouched_fatals)))
+  or diag(join("\n", @untouched_fatals[0 .. ($#untouched_fatals < 4 ? $#untouched_fatals : 4)]));
+unlike(join("\n", @untouched_fatals), qr/cannot read pg_class/,
+	'untouched server: the worker reads pg_database without a database selected');
+$untouched->safe_psql('postgres', 'CREATE EXTENSION snowflake SCHEMA public');
+like($untouched->safe_psql('postgres', 'SELECT last_error FROM snowflake_status()'),
+	qr/database "nosuchdb" \(snowflake\.database\) does not exist/, 'untouched server: last_error names it');
+$untouched->stop;
 
 done_testing();
