@@ -43,9 +43,10 @@ run_demo() {
 
 [ $# -eq 0 ] && run_demo
 
-# Script suites (test/*.sh) run as root.  test/package.sh installs the
-# Debian package over the installed files and removes them with it, so it
-# runs before the build that the other suites use; the others run after
+# Script suites (test/*.sh) run as root.  test/package.sh and test/pgxn.sh
+# install the extension their own way (the Debian package, pgxnclient) over
+# the installed files and remove them again, so they run before the build
+# that the other suites use; the others run after
 # that build and are told so (SNOWFLAKE_INSTALLED_FROM), so that they need
 # not build and install the same tree again.
 run_script() {
@@ -66,13 +67,14 @@ if [ $# -eq 0 ]; then
 		[ -e "$f" ] && script_files+=("test/$(basename "$f")")
 	done
 fi
+installs_its_own() { [ "$1" = test/package.sh ] || [ "$1" = test/pgxn.sh ]; }
 for f in "${script_files[@]}"; do
-	[ "$f" = test/package.sh ] && run_script "$f"
+	installs_its_own "$f" && run_script "$f"
 done
 build_and_install "-DUSE_ASSERT_CHECKING" || { echo "build failed"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
 export SNOWFLAKE_INSTALLED_FROM=$PROJECT_DIR
 for f in "${script_files[@]}"; do
-	[ "$f" = test/package.sh ] || run_script "$f"
+	installs_its_own "$f" || run_script "$f"
 done
 
 work=$(server_owned_copy)
