@@ -355,6 +355,8 @@ worker_run(WorkerStep *step, const char *what)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		/* The abort leaves TopMemoryContext current: not for the message. */
+		MemoryContextSwitchTo(context);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		message = psprintf("could not %s: %s", what, edata->message);
 
@@ -363,6 +365,7 @@ worker_run(WorkerStep *step, const char *what)
 					errmsg("snowflake worker could not %s: %s", what, edata->message),
 					edata->detail ? errdetail("%s", edata->detail) : 0);
 		shared_state_set_last_error(message);
+		pfree(message);
 		FreeErrorData(edata);
 		ok = false;
 	}
