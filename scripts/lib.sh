@@ -85,6 +85,12 @@ start_throwaway_server() {
 	as_server_user pg_ctl -D "$1/data" -l "$1/server.log" -w -t 60 start >/dev/null
 }
 
+# throwaway_psql DIR SQL: run SQL in database postgres of the server on
+# DIR's socket, unaligned and tuples only, stopping at the first error.
+throwaway_psql() {
+	as_server_user psql -X -q -A -t -h "$1" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$2"
+}
+
 # stop_throwaway_server DIR: stop it (fast shutdown) if it runs.
 stop_throwaway_server() {
 	[ -f "$1/data/postmaster.pid" ] || return 0

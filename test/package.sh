@@ -24,8 +24,7 @@ failures=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-package.XXXXXX")
 
 cleanup() {
-	[ -f "$work/data/postmaster.pid" ] &&
-		as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1
+	stop_throwaway_server "$work" 2>/dev/null
 	if dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q "ok installed"; then
 		as_root dpkg -r "$PACKAGE" >/dev/null
 	fi
@@ -84,10 +83,8 @@ check "the installed files are the package's, unmodified" \
 [ "$(id -u)" -eq 0 ] && chown "$(server_user)" "$work"
 init_throwaway_server "$work" 12
 check "a server starts with the packaged library preloaded" \
-	as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start
-psql_pkg() {
-	as_server_user psql -X -q -A -t -h "$work" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"
-}
+	start_throwaway_server "$work"
+psql_pkg() { throwaway_psql "$work" "$1"; }
 check "CREATE EXTENSION snowflake works in snowflake.database" \
 	psql_pkg "CREATE EXTENSION snowflake"
 check "the generator becomes ready" wait_until_ready "$work" "" 30
@@ -100,7 +97,7 @@ psql_pkg "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
 check "it makes IDs that decode to node 12, now" \
 	test "$(psql_pkg "SELECT count(*) FROM t, snowflake_decode(id) d
 		WHERE v = 'after' AND d.node = 12 AND d.ts BETWEEN now() - interval '1 min' AND clock_timestamp()")" = 1000
-as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null
+stop_throwaway_server "$work"
 
 check "dpkg -r removes it" as_root dpkg -r "$PACKAGE"
 check "and its files" test ! -e "$LIBDIR/snowflake.so" -a ! -e "$SHAREDIR/snowflake.control"

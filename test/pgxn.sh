@@ -24,8 +24,7 @@ failures=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-pgxn.XXXXXX")
 
 cleanup() {
-	[ -f "$work/data/postmaster.pid" ] &&
-		as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1
+	stop_throwaway_server "$work" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -127,10 +126,8 @@ check "the library and the control file are the ones it just installed" \
 [ "$(id -u)" -eq 0 ] && chown "$(server_user)" "$work"
 init_throwaway_server "$work" 7
 check "a server starts with that library preloaded" \
-	as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start
-psql_pgxn() {
-	as_server_user psql -X -q -A -t -h "$work" -U postgres -d postgres -v ON_ERROR_STOP=1 -c "$1"
-}
+	start_throwaway_server "$work"
+psql_pgxn() { throwaway_psql "$work" "$1"; }
 check "pgxn load ./$zip creates the extension (CREATE EXTENSION)" \
 	bash -c 'cd "$1" && pgxn load --yes --pg_config "$2" -h "$1" -U postgres -d postgres "./$3"' _ \
 	"$work" "$PG_CONFIG" "$zip"
@@ -148,7 +145,7 @@ check "the generator becomes ready" test "$ready" = yes
 check "it makes an ID that decodes to node 7, now" \
 	test "$(psql_pgxn "SELECT d.node = 7 AND d.ts BETWEEN now() - interval '1 min' AND clock_timestamp()
 		FROM snowflake_nextval() id, snowflake_decode(id) d")" = t
-as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null
+stop_throwaway_server "$work"
 
 check "pgxn uninstall ./$zip removes its files" \
 	bash -c 'cd "$1" && pgxn uninstall --yes --pg_config "$2" "./$3" && [ ! -e "$4/snowflake.so" ] &&

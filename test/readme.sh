@@ -25,8 +25,7 @@ README=$PROJECT_DIR/README.md
 failures=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/snowflake-readme.XXXXXX")
 cleanup() {
-	[ -f "$work/data/postmaster.pid" ] &&
-		as_server_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1
+	stop_throwaway_server "$work" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
