@@ -3,6 +3,7 @@
 MODULE_big = snowflake
 OBJS = \
 	src/snowflake.o \
+	src/layout.o \
 	src/settings.o \
 	src/shared_state.o \
 	src/generator.o \
@@ -17,7 +18,7 @@ OBJS = \
 PGFILEDESC = "snowflake - 64-bit time-ordered unique IDs"
 
 EXTENSION = snowflake
-DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql snowflake--1.1--1.2.sql
+DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql snowflake--1.1--1.2.sql snowflake--1.2--1.3.sql
 
 # Tests, after `make install`, as a user that may run PostgreSQL (not root;
 # scripts/test.sh runs them as postgres in a copy of the tree it owns):

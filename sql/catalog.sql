@@ -9,11 +9,14 @@ JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'snowflake'
 ORDER BY p.oid::regprocedure::text;
 
--- Only the explicit-epoch forms may serve in an index expression.
+-- Only the forms with the epoch (and layout) given may serve in an index
+-- expression: the others follow the server's settings.
 CREATE TABLE t (id bigint);
 CREATE INDEX t_ts ON t (snowflake_timestamp(id, '2024-01-01+00'));
 CREATE INDEX t_ts_stable ON t (snowflake_timestamp(id));
 CREATE INDEX t_node ON t (snowflake_node(id));
+CREATE INDEX t_node_layout ON t (snowflake_node(id, 'snowflake'));
+CREATE INDEX t_ts_layout ON t (snowflake_timestamp(id, '2014-09-01+00', 'sonyflake'));
 DROP TABLE t;
 
 -- Partition bounds by time, from IDs.

@@ -5,9 +5,11 @@
  *
  * Argument checks and conversions between IDs and timestamps live here;
  * making IDs is the generator's job (generator.c) and the bit layout is
- * layout.h's.  Every decode and compose function exists in two forms: one
- * reading snowflake.epoch (STABLE) and one taking the epoch as an argument
- * (IMMUTABLE, for index expressions and partition bounds).
+ * layout.h's.  Every decode and compose function exists in a form that
+ * reads snowflake.epoch and snowflake.layout (STABLE) and one that takes
+ * them as arguments (IMMUTABLE, for index expressions, partition bounds and
+ * IDs made elsewhere); the older variants with only an epoch read the
+ * original layout, 41/10/12 in ms.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +23,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "generator.h"
@@ -29,7 +32,8 @@
 #include "settings.h"
 #include "shared_state.h"
 
-static void functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch) pg_attribute_noreturn();
+static void functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch,
+													const SnowflakeLayout *layout) pg_attribute_noreturn();
 
 #define FUNCTIONS_MAX_BATCH 1000000
 
@@ -66,6 +70,67 @@ functions_configured_epoch(void)
 	return snowflake_epoch;
 }
 
+/*
+ * snowflake.layout, which like the epoch means nothing when the library was
+ * not preloaded or the configured value was rejected.
+ */
+static const SnowflakeLayout *
+functions_configured_layout(void)
+{
+	(void) functions_configured_epoch();
+	if (snowflake_rejected_setting != NULL &&
+		strcmp(snowflake_rejected_setting, "snowflake.layout") == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("the configured value of snowflake.layout was rejected at server start"),
+				errhint("See the server log for why, correct snowflake.layout in "
+						"postgresql.conf and restart the server, or pass the layout "
+						"explicitly."));
+	return &snowflake_layout;
+}
+
+/* A layout given as an argument: a preset name or the custom form. */
+static SnowflakeLayout *
+functions_layout_argument(text * layout_text)
+{
+	char	   *text = text_to_cstring(layout_text);
+	SnowflakeLayout *layout = palloc(sizeof(SnowflakeLayout));
+	const char *preset_epoch;
+	char	   *problem;
+
+	if (!layout_parse(text, layout, &preset_epoch, &problem))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid snowflake layout \"%s\"", text),
+				errdetail("%s.", problem),
+				errhint("Use a preset (snowflake, twitter, instagram, sonyflake) or "
+						"fields such as \"time 41, node 10, sequence 12, unit 1ms\"."));
+	return layout;
+}
+
+/*
+ * The layout of the variants that take only an epoch: IDs had this layout
+ * before snowflake.layout existed, and an IMMUTABLE function cannot follow
+ * a setting.
+ */
+static const SnowflakeLayout *
+functions_original_layout(void)
+{
+	static SnowflakeLayout original;
+	static bool parsed = false;
+
+	if (!parsed)
+	{
+		const char *unused_epoch;
+		char	   *problem;
+
+		if (!layout_parse(SNOWFLAKE_ORIGINAL_LAYOUT, &original, &unused_epoch, &problem))
+			elog(ERROR, "snowflake: the original layout does not parse: %s", problem);
+		parsed = true;
+	}
+	return &original;
+}
+
 static void
 functions_check_epoch(TimestampTz epoch)
 {
@@ -84,14 +149,34 @@ functions_millis_to_timestamp(TimestampTz epoch, int64 millis,
 		IS_VALID_TIMESTAMP(*result);
 }
 
+/* The fields of an ID, which must be one of the layout. */
+static void
+functions_split_id(int64 id, const SnowflakeLayout *layout,
+				   int64 *tick, int *node, int *sequence)
+{
+	functions_check_id(id);
+	layout_split_id(layout, id, tick, node, sequence);
+	if (*tick > layout->max_tick)
+		ereport(ERROR,
+				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				errmsg("%lld is not a snowflake ID of layout \"%s\"",
+					   (long long) id, layout->text),
+				errdetail("Its time field is beyond the layout's %lld units.",
+						  (long long) layout->max_tick + 1));
+}
+
 static TimestampTz
-functions_id_to_timestamp(int64 id, TimestampTz epoch)
+functions_id_to_timestamp(int64 id, TimestampTz epoch,
+						  const SnowflakeLayout *layout)
 {
 	TimestampTz result;
+	int64		tick;
+	int			node;
+	int			sequence;
 
-	functions_check_id(id);
+	functions_split_id(id, layout, &tick, &node, &sequence);
 	functions_check_epoch(epoch);
-	if (!functions_millis_to_timestamp(epoch, snowflake_millis(id), &result))
+	if (!functions_millis_to_timestamp(epoch, tick * layout->unit_ms, &result))
 		ereport(ERROR,
 				errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				errmsg("timestamp of snowflake ID %lld is out of range for epoch %s",
@@ -100,7 +185,8 @@ functions_id_to_timestamp(int64 id, TimestampTz epoch)
 }
 
 static void
-functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch)
+functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch,
+										const SnowflakeLayout *layout)
 {
 	TimestampTz last;
 	char	   *epoch_text = pstrdup(timestamptz_to_str(epoch));
@@ -109,52 +195,79 @@ functions_report_timestamp_out_of_range(TimestampTz ts, TimestampTz epoch)
 			errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 			errmsg("timestamp %s is outside the range of snowflake IDs",
 				   timestamptz_to_str(ts)),
-			functions_millis_to_timestamp(epoch, SNOWFLAKE_MAX_MILLIS, &last) ?
-			errdetail("With epoch %s, IDs cover %s to %s.",
-					  epoch_text, epoch_text, timestamptz_to_str(last)) :
+			functions_millis_to_timestamp(epoch, layout->max_millis, &last) ?
+			errdetail("With epoch %s and layout \"%s\", IDs cover %s to %s.",
+					  epoch_text, layout->text, epoch_text, timestamptz_to_str(last)) :
 			errdetail("IDs cannot be earlier than the epoch %s.", epoch_text));
 }
 
 static int64
 functions_compose(TimestampTz ts, int32 node, int32 sequence,
-				  TimestampTz epoch)
+				  TimestampTz epoch, const SnowflakeLayout *layout)
 {
 	int64		micros;
 
 	functions_check_epoch(epoch);
-	if (node < 0 || node > SNOWFLAKE_MAX_NODE)
+	if (node < 0 || node > layout->max_node)
 		ereport(ERROR,
 				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				errmsg("node id %d is out of range", node),
-				errdetail("A node id is from 0 to %d.", SNOWFLAKE_MAX_NODE));
-	if (sequence < 0 || sequence > SNOWFLAKE_MAX_SEQUENCE)
+				errdetail("A node id is from 0 to %d.", layout->max_node));
+	if (sequence < 0 || sequence > layout->max_sequence)
 		ereport(ERROR,
 				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				errmsg("sequence %d is out of range", sequence),
-				errdetail("A sequence is from 0 to %d.", SNOWFLAKE_MAX_SEQUENCE));
+				errdetail("A sequence is from 0 to %d.", layout->max_sequence));
 	if (TIMESTAMP_NOT_FINITE(ts) ||
 		pg_sub_s64_overflow(ts, epoch, &micros) ||
-		micros < 0 || micros / 1000 > SNOWFLAKE_MAX_MILLIS)
-		functions_report_timestamp_out_of_range(ts, epoch);
+		micros < 0 || micros / layout->unit_micros > layout->max_tick)
+		functions_report_timestamp_out_of_range(ts, epoch, layout);
 
-	return snowflake_compose(micros / 1000, node, sequence);
+	return layout_make_id(layout, micros / layout->unit_micros, node, sequence);
 }
 
 static Datum
-functions_decode(FunctionCallInfo fcinfo, int64 id, TimestampTz epoch)
+functions_decode(FunctionCallInfo fcinfo, int64 id, TimestampTz epoch,
+				 const SnowflakeLayout *layout)
 {
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
+	int64		tick;
+	int			node;
+	int			sequence;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	values[0] = TimestampTzGetDatum(functions_id_to_timestamp(id, epoch));
-	values[1] = Int32GetDatum(snowflake_node_of(id));
-	values[2] = Int32GetDatum(snowflake_sequence_of(id));
+	functions_split_id(id, layout, &tick, &node, &sequence);
+	values[0] = TimestampTzGetDatum(functions_id_to_timestamp(id, epoch, layout));
+	values[1] = Int32GetDatum(node);
+	values[2] = Int32GetDatum(sequence);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+static int32
+functions_node_of(int64 id, const SnowflakeLayout *layout)
+{
+	int64		tick;
+	int			node;
+	int			sequence;
+
+	functions_split_id(id, layout, &tick, &node, &sequence);
+	return node;
+}
+
+static int32
+functions_sequence_of(int64 id, const SnowflakeLayout *layout)
+{
+	int64		tick;
+	int			node;
+	int			sequence;
+
+	functions_split_id(id, layout, &tick, &node, &sequence);
+	return sequence;
 }
 
 PG_FUNCTION_INFO_V1(snowflake_nextval);
@@ -167,8 +280,8 @@ snowflake_nextval(PG_FUNCTION_ARGS)
 typedef struct BatchState
 {
 	int32		remaining;
-	int64		next;			/* next ID to return from the taken chunk */
-	int64		chunk_end;		/* last ID of the taken chunk */
+	int64		next;			/* next word to return from the taken chunk */
+	int64		chunk_end;		/* last word of the taken chunk */
 } BatchState;
 
 /*
@@ -212,11 +325,11 @@ snowflake_nextval_batch(PG_FUNCTION_ARGS)
 			int			taken;
 
 			state->next = generator_take(Min(state->remaining,
-											 SNOWFLAKE_IDS_PER_MILLI),
+											 snowflake_layout.ids_per_tick),
 										 &taken);
 			state->chunk_end = state->next + taken - 1;
 		}
-		id = state->next++;
+		id = snowflake_id_of_word(state->next++);
 		state->remaining--;
 		SRF_RETURN_NEXT(funcctx, Int64GetDatum(id));
 	}
@@ -228,7 +341,8 @@ Datum
 snowflake_timestamp(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TIMESTAMPTZ(functions_id_to_timestamp(PG_GETARG_INT64(0),
-													functions_configured_epoch()));
+													functions_configured_epoch(),
+													functions_configured_layout()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_timestamp_at_epoch);
@@ -236,27 +350,30 @@ Datum
 snowflake_timestamp_at_epoch(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TIMESTAMPTZ(functions_id_to_timestamp(PG_GETARG_INT64(0),
-													PG_GETARG_TIMESTAMPTZ(1)));
+													PG_GETARG_TIMESTAMPTZ(1),
+													PG_NARGS() > 2 ?
+													functions_layout_argument(PG_GETARG_TEXT_PP(2)) :
+													functions_original_layout()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_node);
 Datum
 snowflake_node(PG_FUNCTION_ARGS)
 {
-	int64		id = PG_GETARG_INT64(0);
-
-	functions_check_id(id);
-	PG_RETURN_INT32(snowflake_node_of(id));
+	PG_RETURN_INT32(functions_node_of(PG_GETARG_INT64(0),
+									  PG_NARGS() > 1 ?
+									  functions_layout_argument(PG_GETARG_TEXT_PP(1)) :
+									  functions_configured_layout()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_sequence);
 Datum
 snowflake_sequence(PG_FUNCTION_ARGS)
 {
-	int64		id = PG_GETARG_INT64(0);
-
-	functions_check_id(id);
-	PG_RETURN_INT32(snowflake_sequence_of(id));
+	PG_RETURN_INT32(functions_sequence_of(PG_GETARG_INT64(0),
+										  PG_NARGS() > 1 ?
+										  functions_layout_argument(PG_GETARG_TEXT_PP(1)) :
+										  functions_configured_layout()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_decode);
@@ -264,7 +381,8 @@ Datum
 snowflake_decode(PG_FUNCTION_ARGS)
 {
 	return functions_decode(fcinfo, PG_GETARG_INT64(0),
-							functions_configured_epoch());
+							functions_configured_epoch(),
+							functions_configured_layout());
 }
 
 PG_FUNCTION_INFO_V1(snowflake_decode_at_epoch);
@@ -272,7 +390,10 @@ Datum
 snowflake_decode_at_epoch(PG_FUNCTION_ARGS)
 {
 	return functions_decode(fcinfo, PG_GETARG_INT64(0),
-							PG_GETARG_TIMESTAMPTZ(1));
+							PG_GETARG_TIMESTAMPTZ(1),
+							PG_NARGS() > 2 ?
+							functions_layout_argument(PG_GETARG_TEXT_PP(2)) :
+							functions_original_layout());
 }
 
 PG_FUNCTION_INFO_V1(snowflake_from_timestamp);
@@ -282,7 +403,8 @@ snowflake_from_timestamp(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(functions_compose(PG_GETARG_TIMESTAMPTZ(0),
 									  PG_GETARG_INT32(1),
 									  PG_GETARG_INT32(2),
-									  functions_configured_epoch()));
+									  functions_configured_epoch(),
+									  functions_configured_layout()));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_from_timestamp_at_epoch);
@@ -292,7 +414,74 @@ snowflake_from_timestamp_at_epoch(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(functions_compose(PG_GETARG_TIMESTAMPTZ(0),
 									  PG_GETARG_INT32(1),
 									  PG_GETARG_INT32(2),
-									  PG_GETARG_TIMESTAMPTZ(3)));
+									  PG_GETARG_TIMESTAMPTZ(3),
+									  PG_NARGS() > 4 ?
+									  functions_layout_argument(PG_GETARG_TEXT_PP(4)) :
+									  functions_original_layout()));
+}
+
+/*
+ * What a layout means: its fields, unit, epoch and capacity.  NULL for the
+ * server's layout and epoch; otherwise the epoch a server would take with
+ * that layout and no snowflake.epoch set: a preset's own, or the default.
+ */
+PG_FUNCTION_INFO_V1(snowflake_layout_info);
+Datum
+snowflake_layout_info(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[11];
+	bool		nulls[11] = {false};
+	const SnowflakeLayout *layout;
+	TimestampTz epoch;
+	TimestampTz until;
+	char	   *name;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	if (PG_ARGISNULL(0))
+	{
+		epoch = functions_configured_epoch();
+		layout = functions_configured_layout();
+		name = GetConfigOptionByName("snowflake.layout", NULL, false);
+	}
+	else
+	{
+		SnowflakeLayout *parsed = palloc(sizeof(SnowflakeLayout));
+		const char *preset_epoch;
+		char	   *problem;
+
+		name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		if (!layout_parse(name, parsed, &preset_epoch, &problem))
+			(void) functions_layout_argument(PG_GETARG_TEXT_PP(0));
+		layout = parsed;
+		epoch = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+														CStringGetDatum(preset_epoch ?
+																		preset_epoch :
+																		SNOWFLAKE_DEFAULT_EPOCH),
+														ObjectIdGetDatum(InvalidOid),
+														Int32GetDatum(-1)));
+	}
+	if (!functions_millis_to_timestamp(epoch, layout->max_millis, &until))
+		nulls[10] = true;
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(layout->text);
+	values[2] = Int32GetDatum(layout->time_bits);
+	values[3] = Int32GetDatum(layout->node_bits);
+	values[4] = Int32GetDatum(layout->sequence_bits);
+	values[5] = Int32GetDatum(layout->zero_bits);
+	values[6] = DirectFunctionCall3(interval_in,
+									CStringGetDatum(psprintf("%d ms", layout->unit_ms)),
+									ObjectIdGetDatum(InvalidOid),
+									Int32GetDatum(-1));
+	values[7] = TimestampTzGetDatum(epoch);
+	values[8] = Int32GetDatum(layout->ids_per_tick);
+	values[9] = Int32GetDatum(layout->max_node + 1);
+	values[10] = TimestampTzGetDatum(until);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 static const char *
@@ -398,7 +587,7 @@ snowflake_status(PG_FUNCTION_ARGS)
 
 		if (shared_state_fenced(&shared->fence_deadline))
 			phase = SNOWFLAKE_PHASE_FENCED;
-		else if (now < 0 || now > SNOWFLAKE_MAX_MILLIS)
+		else if (now < 0 || now / snowflake_layout.unit_ms > snowflake_layout.max_tick)
 			state_error = true;
 		else if (shared_state_last_issued_millis() - now > snowflake_max_clock_rollback)
 			phase = SNOWFLAKE_PHASE_CLOCK_BEHIND;
@@ -513,7 +702,9 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	int			node_attnum;
 	int			epoch_attnum;
+	int			layout_attnum;
 	int			mark_attnum;
+	bool		other_layout = false;
 	bool		node_null;
 	bool		epoch_null;
 	bool		mark_null;
@@ -567,10 +758,19 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	epoch = heap_getattr(row, epoch_attnum, tupdesc, &epoch_null);
 	mark = heap_getattr(row, mark_attnum, tupdesc, &mark_null);
 	if (node_null || epoch_null || mark_null ||
-		DatumGetInt32(node) < 0 || DatumGetInt32(node) > SNOWFLAKE_MAX_NODE)
+		DatumGetInt32(node) < 0 || DatumGetInt32(node) > snowflake_layout.max_node)
 		return PointerGetDatum(NULL);	/* the table's constraints say why */
 
-	if (DatumGetTimestampTz(epoch) != snowflake_epoch)
+	layout_attnum = SPI_fnumber(tupdesc, "layout");
+	if (layout_attnum > 0)
+	{
+		bool		layout_null;
+		Datum		layout = heap_getattr(row, layout_attnum, tupdesc, &layout_null);
+
+		other_layout = !layout_null &&
+			strcmp(TextDatumGetCString(layout), snowflake_layout.text) != 0;
+	}
+	if (DatumGetTimestampTz(epoch) != snowflake_epoch || other_layout)
 	{
 		shared_state_honour_mark(DatumGetInt32(node), false, 0);
 		return PointerGetDatum(NULL);
@@ -584,7 +784,7 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	mark_micros = DatumGetTimestampTz(mark) - snowflake_epoch;
 	if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(mark)) ||
 		DatumGetTimestampTz(mark) >
-		snowflake_millis_to_timestamp(snowflake_epoch, SNOWFLAKE_MAX_MILLIS))
+		snowflake_millis_to_timestamp(snowflake_epoch, snowflake_layout.max_millis))
 		ereport(ERROR,
 				errcode(ERRCODE_DATA_EXCEPTION),
 				errmsg("high-water mark %s of node %d is beyond the range of IDs of "
@@ -593,7 +793,7 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 				errdetail("IDs of snowflake.epoch %s reach %s.",
 						  pstrdup(timestamptz_to_str(snowflake_epoch)),
 						  pstrdup(timestamptz_to_str(snowflake_millis_to_timestamp(snowflake_epoch,
-																				   SNOWFLAKE_MAX_MILLIS)))));
+																				   snowflake_layout.max_millis)))));
 	if (mark_micros > 0)
 		shared_state_honour_mark(DatumGetInt32(node), true, (mark_micros + 999) / 1000);
 	return PointerGetDatum(NULL);

@@ -1,21 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * generator.c
- *	  Makes IDs: one compare-and-swap on the shared last_id per millisecond
- *	  touched.
+ *	  Makes IDs: one compare-and-swap on the shared last_id per unit of
+ *	  time touched (a millisecond in the default layout).
  *
  * generator_take() reads the shared last ID, reads the clock, and moves the
- * last ID forward with one compare-and-swap: to the clock's millisecond with
- * sequence 0 when the clock is ahead, otherwise by the number of IDs taken
- * within the same millisecond.  No lock, no allocation.  An ID that
- * continues a millisecond costs one wall-clock read; one that starts a new
- * millisecond in etcd mode also reads a second clock, the monotonic one the
- * fence is measured by (CLOCK_BOOTTIME).  Nothing else makes a system call
- * unless it waits: when a millisecond is full it waits for the next one
- * (briefly sleeping, then spinning the last microseconds), so an ID's
- * timestamp is never ahead of the clock.  A clock that stepped back is
- * ridden out from the last millisecond while its sequence lasts, then waited
- * for up to snowflake.max_clock_rollback; an ID is never issued twice.
+ * last ID forward with one compare-and-swap: to the clock's unit (of
+ * snowflake.layout: 1 ms, 10 ms or 1 s) with sequence 0 when the clock is
+ * ahead, otherwise by the number of IDs taken within the same unit.  No
+ * lock, no allocation.  An ID that continues a unit costs one wall-clock
+ * read; one that starts a new unit in etcd mode also reads a second clock,
+ * the monotonic one the fence is measured by (CLOCK_BOOTTIME).  Nothing
+ * else makes a system call unless it waits: when a unit is full it waits
+ * for the next one (briefly sleeping, then spinning the last microseconds),
+ * so an ID's timestamp is never ahead of the clock.  A clock that stepped
+ * back is ridden out from the last unit while its sequence lasts, then
+ * waited for up to snowflake.max_clock_rollback; an ID is never issued
+ * twice.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,7 +38,7 @@ static void generator_report_clock_out_of_range(int64 now_micros) pg_attribute_n
 
 /*
  * pg_usleep() oversleeps by the kernel's timer slack (50us by default), so
- * the last stretch before the next millisecond is spun rather than slept.
+ * the last stretch before the next unit is spun rather than slept.
  */
 #define GENERATOR_SPIN_MICROS	80
 
@@ -213,11 +214,13 @@ generator_wait_until_ready(int64 *wait_started)
 							   errmsg("snowflake.node_id is not set"),
 							   errdetail("No ID is issued without a node id. The server "
 										 "started with snowflake.node_id = -1; a value outside "
-										 "0..1023 in the configuration is rejected at start-up "
-										 "with a warning in the server log."),
-							   errhint("Set snowflake.node_id to a number from 0 to 1023, "
+										 "0..%d in the configuration is rejected at start-up "
+										 "with a warning in the server log.",
+										 snowflake_layout.max_node),
+							   errhint("Set snowflake.node_id to a number from 0 to %d, "
 									   "unique among your servers, in postgresql.conf and "
-									   "restart the server."));
+									   "restart the server.",
+									   snowflake_layout.max_node));
 			case SNOWFLAKE_PHASE_SETTINGS_REJECTED:
 				generator_fail(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							   errmsg("snowflake is not issuing IDs because the configured "
@@ -294,9 +297,10 @@ generator_wait_until_ready(int64 *wait_started)
 					generator_fail(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 								   errmsg_internal("%s", last_error),
 								   errdetail("Old IDs would look newer than they are, or new "
-											 "IDs could repeat old ones."),
-								   errhint("Set snowflake.epoch back to the epoch of the "
-										   "high-water table and restart the server."));
+											 "IDs could repeat old ones or sort apart from them."),
+								   errhint("Set snowflake.epoch and snowflake.layout back to those "
+										   "the marks were written under, as the message says, and "
+										   "restart the server."));
 				}
 		}
 	}
@@ -312,45 +316,51 @@ generator_report_clock_out_of_range(int64 now_micros)
 						  generator_millis_to_str(0)),
 				   errdetail("IDs cover %s to %s.",
 							 generator_millis_to_str(0),
-							 generator_millis_to_str(SNOWFLAKE_MAX_MILLIS)),
+							 generator_millis_to_str(snowflake_layout.max_millis)),
 				   errhint("Check the system clock."));
 }
 
 /*
- * Wait until the clock has passed last_millis: for a moment when the
- * millisecond is merely full, longer after a backward clock step.  Raises
- * when the clock is behind by more than snowflake.max_clock_rollback, or
- * when waiting for a clock that is behind has taken longer than
+ * Wait until the clock has passed last_tick, a unit of the layout: for a
+ * moment when the unit is merely full, longer after a backward clock step.
+ * Raises when the clock is behind by more than snowflake.max_clock_rollback,
+ * or when waiting for a clock that is behind has taken longer than
  * snowflake.wait_timeout since *wait_started (0: not waiting yet) within the
- * current call.  A full millisecond is always given the moment it needs.
+ * current call.  A full unit is always given the moment it needs.
  */
 static void
-generator_wait_past(int64 last_millis, int64 *wait_started)
+generator_wait_past(int64 last_tick, int64 *wait_started)
 {
+	const int64 unit_micros = snowflake_layout.unit_micros;
+	int64		last_millis = last_tick * snowflake_layout.unit_ms;
+
 	for (;;)
 	{
 		int64		waited = generator_monotonic_micros();
 		int64		now_micros = generator_clock_micros();
-		int64		now_millis = now_micros / 1000;
-		int64		behind = last_millis - now_millis;
+		int64		now_tick = now_micros / unit_micros;
 		int64		remaining;
 
-		if (behind < 0)
+		if (now_tick > last_tick)
 			return;
 
 		if (*wait_started == 0)
 			*wait_started = waited;
 		waited -= *wait_started;
 
-		if (behind == 0)
+		if (now_tick == last_tick)
 			shared_state_count_once(&snowflake_shared->exhaustion_counted_at,
 									&snowflake_shared->sequence_exhaustions,
-									last_millis);
+									last_tick);
 		else
 		{
+			/* How far the clock is behind the start of the last unit. */
+			int64		now_millis = now_micros / 1000;
+			int64		behind = last_millis - now_millis;
+
 			shared_state_count_once(&snowflake_shared->rollback_counted_at,
 									&snowflake_shared->clock_rollbacks,
-									last_millis);
+									last_tick);
 			if (behind > snowflake_max_clock_rollback)
 				generator_fail(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 							   errmsg("the clock moved backwards by %lld ms, more than "
@@ -370,12 +380,12 @@ generator_wait_past(int64 last_millis, int64 *wait_started)
 									  "to pass the last issued ID",
 									  snowflake_wait_timeout),
 							   errdetail("The clock is %lld ms behind the last issued ID.",
-										 (long long) behind),
+										 (long long) Max(behind, 0)),
 							   errhint("Raise snowflake.wait_timeout, or correct the system "
 									   "clock."));
 		}
 
-		remaining = (last_millis + 1) * 1000 - now_micros;
+		remaining = (last_tick + 1) * unit_micros - now_micros;
 		if (remaining > GENERATOR_SPIN_MICROS)
 			pg_usleep(Min(remaining - GENERATOR_SPIN_MICROS,
 						  GENERATOR_MAX_SLEEP_MICROS));
@@ -411,19 +421,28 @@ generator_wait_and_reread(int64 *wait_started, const char *what)
 }
 
 /*
- * Take up to 'wanted' (1..4096) consecutive IDs of one millisecond with one
- * compare-and-swap.  Returns the first; *taken says how many.  Reads the
- * wall clock once per try, and the monotonic clock too, in etcd mode, when
- * the try starts a new millisecond (the fence).
+ * Take up to 'wanted' (1..IDs per unit) consecutive words of one unit of
+ * time with one compare-and-swap.  Returns the first; *taken says how many
+ * (snowflake_id_of_word() makes their IDs).  Reads the wall clock once per
+ * try, and the monotonic clock too, in etcd mode, when the try starts a new
+ * unit (the fence).  The layout is read into locals once: for the default
+ * layout the arithmetic is the same as with constants.
  */
 int64
 generator_take(int wanted, int *taken)
 {
 	SnowflakeShared *shared = snowflake_shared;
+	const int	tick_shift = snowflake_layout.tick_shift;
+	const int	max_sequence = snowflake_layout.max_sequence;
+	const int64 unit_micros = snowflake_layout.unit_micros;
+	const int64 unit_ms = snowflake_layout.unit_ms;
+	const int64 max_tick = snowflake_layout.max_tick;
+	const uint64 node_mask = ((uint64) snowflake_layout.max_node) <<
+	snowflake_layout.sequence_bits;
 	uint64		last_id;
 	int64		wait_started = 0;
 
-	Assert(wanted >= 1 && wanted <= SNOWFLAKE_IDS_PER_MILLI);
+	Assert(wanted >= 1 && wanted <= snowflake_layout.ids_per_tick);
 
 	if (unlikely(shared == NULL ||
 				 pg_atomic_read_u32(&shared->phase) != SNOWFLAKE_PHASE_READY ||
@@ -434,9 +453,10 @@ generator_take(int wanted, int *taken)
 	for (;;)
 	{
 		int64		now_micros = generator_clock_micros();
-		int64		now_millis = now_micros / 1000;
-		int64		last_millis = snowflake_millis((int64) last_id);
-		int			last_sequence = snowflake_sequence_of((int64) last_id);
+		int64		now_tick = likely(unit_micros == 1000) ? now_micros / 1000 :
+		now_micros / unit_micros;
+		int64		last_tick = (int64) last_id >> tick_shift;
+		int			last_sequence = (int) (last_id & max_sequence);
 		int64		first;
 		int			count;
 
@@ -448,19 +468,19 @@ generator_take(int wanted, int *taken)
 			continue;
 		}
 
-		if (unlikely(now_micros < 0 || now_millis > SNOWFLAKE_MAX_MILLIS))
+		if (unlikely(now_micros < 0 || now_tick > max_tick))
 			generator_report_clock_out_of_range(now_micros);
 
-		if (likely(now_millis > last_millis))
+		if (likely(now_tick > last_tick))
 		{
 			/*
 			 * etcd mode: once the node id's lease may have expired another
 			 * server may hold it, so nothing more is issued under it until
 			 * the worker has a live lease again.  Checked by every backend,
 			 * so that a stalled worker cannot extend the lease's life; and
-			 * only when a new millisecond starts, like the reservation, which
-			 * keeps the second clock read off the path of IDs within one
-			 * millisecond.  The fence's margin is far larger than that.
+			 * only when a new unit starts, like the reservation, which keeps
+			 * the second clock read off the path of IDs within one unit. The
+			 * fence's margin is far larger than that.
 			 */
 			if (unlikely(shared_state_fenced(&shared->fence_deadline)))
 			{
@@ -469,7 +489,7 @@ generator_take(int wanted, int *taken)
 													"a node id lease from etcd");
 				continue;
 			}
-			if (unlikely(now_millis >
+			if (unlikely(now_tick * unit_ms >
 						 (int64) pg_atomic_read_u64(&shared->reserved_until)))
 			{
 				/* Past the committed mark: ask the worker to reserve more. */
@@ -478,22 +498,21 @@ generator_take(int wanted, int *taken)
 													"a high-water reservation to be committed");
 				continue;
 			}
-			first = snowflake_compose(now_millis,
-									  snowflake_node_of((int64) last_id), 0);
+			first = (now_tick << tick_shift) | (int64) (last_id & node_mask);
 			count = wanted;
 		}
-		else if (last_sequence < SNOWFLAKE_MAX_SEQUENCE)
+		else if (last_sequence < max_sequence)
 		{
-			if (unlikely(now_millis < last_millis))
+			if (unlikely(now_tick < last_tick))
 				shared_state_count_once(&shared->rollback_counted_at,
 										&shared->clock_rollbacks,
-										last_millis);
+										last_tick);
 			first = (int64) last_id + 1;
-			count = Min(wanted, SNOWFLAKE_MAX_SEQUENCE - last_sequence);
+			count = Min(wanted, max_sequence - last_sequence);
 		}
 		else
 		{
-			generator_wait_past(last_millis, &wait_started);
+			generator_wait_past(last_tick, &wait_started);
 			last_id = generator_read_last_id();
 			continue;
 		}
@@ -501,7 +520,7 @@ generator_take(int wanted, int *taken)
 		if (pg_atomic_compare_exchange_u64(&shared->last_id, &last_id,
 										   (uint64) (first + count - 1)))
 		{
-			if (snowflake_millis(first) != last_millis)
+			if ((first >> tick_shift) != last_tick)
 				pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
 										last_sequence + 1);
 			*taken = count;
@@ -516,7 +535,7 @@ generator_next_id(void)
 {
 	int			taken;
 
-	return generator_take(1, &taken);
+	return snowflake_id_of_word(generator_take(1, &taken));
 }
 
 /* Milliseconds since snowflake.epoch by the wall clock; -1 before it. */

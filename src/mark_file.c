@@ -40,18 +40,24 @@
  * from and to the file's Unix ms only where it is read and written.  Loaded
  * once, then kept in step.
  */
-static int64 mark_file_marks[SNOWFLAKE_MAX_NODE + 1];
-static int64 mark_file_etcd_revisions[SNOWFLAKE_MAX_NODE + 1];
+static int64 mark_file_marks[SNOWFLAKE_NODE_LIMIT];
+static int64 mark_file_etcd_revisions[SNOWFLAKE_NODE_LIMIT];
 static bool mark_file_loaded = false;
 
 /* The epoch the file was written under, from its first line; 0: not said. */
 static TimestampTz mark_file_epoch = 0;
 
+/*
+ * And its layout: files written before snowflake.layout existed name none,
+ * and are of the original layout.
+ */
+static char mark_file_layout[SNOWFLAKE_LAYOUT_TEXT_LEN];
+
 static void
 mark_file_load(void)
 {
 	FILE	   *file;
-	char		line[128];
+	char		line[256];
 	int			lineno = 0;
 
 	if (mark_file_loaded)
@@ -59,6 +65,7 @@ mark_file_load(void)
 	memset(mark_file_marks, 0, sizeof(mark_file_marks));
 	memset(mark_file_etcd_revisions, 0, sizeof(mark_file_etcd_revisions));
 	mark_file_epoch = 0;
+	strlcpy(mark_file_layout, SNOWFLAKE_ORIGINAL_LAYOUT, sizeof(mark_file_layout));
 	file = AllocateFile(MARK_FILE_NAME, "r");
 	if (file == NULL)
 	{
@@ -66,6 +73,8 @@ mark_file_load(void)
 			ereport(ERROR,
 					errcode_for_file_access(),
 					errmsg("could not open file \"%s\": %m", MARK_FILE_NAME));
+		/* No file: nothing was written under any other layout. */
+		strlcpy(mark_file_layout, snowflake_layout.text, sizeof(mark_file_layout));
 		mark_file_loaded = true;
 		return;
 	}
@@ -81,15 +90,22 @@ mark_file_load(void)
 		if (lineno == 1 && strncmp(line, MARK_FILE_HEADER, strlen(MARK_FILE_HEADER)) == 0)
 		{
 			long long	epoch;
+			const char *layout = strstr(line, " layout ");
 
 			if (sscanf(line + strlen(MARK_FILE_HEADER), " epoch %lld", &epoch) == 1)
 				mark_file_epoch = (TimestampTz) epoch;
+			if (layout != NULL)
+			{
+				strlcpy(mark_file_layout, layout + strlen(" layout "),
+						sizeof(mark_file_layout));
+				mark_file_layout[strcspn(mark_file_layout, "\n")] = '\0';
+			}
 			continue;
 		}
 		fields = sscanf(line, "%d %lld %lld %c", &node, &unix_millis, &revision, &extra);
 		if ((fields != 2 && fields != 3) || revision < 0 ||
-			node < 0 || node > SNOWFLAKE_MAX_NODE || unix_millis < 0 ||
-			unix_millis - snowflake_epoch_unix_millis(snowflake_epoch) > SNOWFLAKE_MAX_MILLIS)
+			node < 0 || node > snowflake_layout.max_node || unix_millis < 0 ||
+			unix_millis - snowflake_epoch_unix_millis(snowflake_epoch) > snowflake_layout.max_millis)
 		{
 			FreeFile(file);
 			ereport(ERROR,
@@ -131,12 +147,14 @@ mark_file_read(int node, int64 *etcd_revision)
  * Returns false when the file says nothing or the same epoch.
  */
 bool
-mark_file_other_epoch(TimestampTz *other)
+mark_file_other_epoch(TimestampTz *other, const char **other_layout)
 {
 	mark_file_loaded = false;
 	mark_file_load();
 	*other = mark_file_epoch;
-	return mark_file_epoch != 0 && mark_file_epoch != snowflake_epoch;
+	*other_layout = mark_file_layout;
+	return (mark_file_epoch != 0 && mark_file_epoch != snowflake_epoch) ||
+		strcmp(mark_file_layout, snowflake_layout.text) != 0;
 }
 
 /* Record the node's mark (ms since snowflake.epoch) durably. */
@@ -152,8 +170,9 @@ mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
 	mark_file_etcd_revisions[node] = etcd_revision;
 
 	initStringInfo(&contents);
-	appendStringInfo(&contents, MARK_FILE_HEADER " epoch " INT64_FORMAT "\n", snowflake_epoch);
-	for (i = 0; i <= SNOWFLAKE_MAX_NODE; i++)
+	appendStringInfo(&contents, MARK_FILE_HEADER " epoch " INT64_FORMAT " layout %s\n",
+					 snowflake_epoch, snowflake_layout.text);
+	for (i = 0; i < SNOWFLAKE_NODE_LIMIT; i++)
 		if (mark_file_marks[i] > 0)
 			appendStringInfo(&contents, "%d " INT64_FORMAT " " INT64_FORMAT "\n", i,
 							 mark_file_marks[i] + snowflake_epoch_unix_millis(snowflake_epoch),

@@ -5,8 +5,8 @@
  *	  SPI, for the background worker.
  *
  * The table is <extension schema>.snowflake_high_water in
- * snowflake.database: per node id, the epoch a mark was written under and
- * the mark itself, an absolute timestamp at or above every timestamp the
+ * snowflake.database: per node id, the epoch and layout a mark was written
+ * under and the mark itself, an absolute timestamp at or above every timestamp the
  * node has put in an ID.  A node may have several rows (a restore adds
  * one): its mark is the highest, and every write merges them into one.
  *
@@ -51,6 +51,13 @@
 #include "settings.h"
 
 static char *mark_store_check_home(MarkStoreRefusal *refusal);
+
+/*
+ * Whether the table has the layout column (extension 1.3 on): before
+ * ALTER EXTENSION UPDATE every row is of the original layout, and a server
+ * of another layout cannot record its own.
+ */
+static bool mark_store_has_layout = true;
 
 static void
 mark_store_begin(const char *activity)
@@ -210,6 +217,17 @@ mark_store_check_home(MarkStoreRefusal *refusal)
 	}
 	ReleaseSysCache(tuple);
 
+	mark_store_has_layout = get_attnum(table, "layout") != InvalidAttrNumber;
+	if (!mark_store_has_layout && strcmp(snowflake_layout.text, SNOWFLAKE_ORIGINAL_LAYOUT) != 0)
+	{
+		refusal->message = psprintf("the snowflake extension in database \"%s\" is older "
+									"than 1.3 and cannot record snowflake.layout \"%s\"",
+									snowflake_database, snowflake_layout.text);
+		refusal->hint = psprintf("Run ALTER EXTENSION snowflake UPDATE in database \"%s\".",
+								 snowflake_database);
+		return NULL;
+	}
+
 	return psprintf("%s.snowflake_high_water", quote_identifier(schema_name));
 }
 
@@ -236,7 +254,7 @@ mark_store_millis(TimestampTz mark, int node, const char *table)
 {
 	/* A restored or edited row may hold anything: it must fit the layout. */
 	if (TIMESTAMP_NOT_FINITE(mark) ||
-		mark > snowflake_millis_to_timestamp(snowflake_epoch, SNOWFLAKE_MAX_MILLIS))
+		mark > snowflake_millis_to_timestamp(snowflake_epoch, snowflake_layout.max_millis))
 		ereport(ERROR,
 				errcode(ERRCODE_DATA_CORRUPTED),
 				errmsg("the high-water mark of node %d in %s is %s, beyond the range "
@@ -252,13 +270,14 @@ mark_store_read(int node, MarkStoreRead *result)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
-	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		values[2];
+	Oid			types[3] = {INT4OID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[3];
 	bool		isnull;
 	Datum		mark;
 
 	result->found = false;
 	result->epoch_changed = false;
+	result->other_layout = NULL;
 	mark_store_begin("snowflake: reading the high-water mark");
 	table = mark_store_locate(&result->refusal, caller);
 	if (table == NULL)
@@ -269,18 +288,30 @@ mark_store_read(int node, MarkStoreRead *result)
 
 	values[0] = Int32GetDatum(node);
 	values[1] = TimestampTzGetDatum(snowflake_epoch);
+	values[2] = CStringGetTextDatum(snowflake_layout.text);
 
-	if (SPI_execute_with_args(psprintf("SELECT epoch FROM %s "
-									   "WHERE epoch OPERATOR(pg_catalog.<>) $1 LIMIT 1",
-									   table),
-							  1, &types[1], &values[1], NULL, true, 1) != SPI_OK_SELECT)
+	/* Rows without the layout column are of the original layout. */
+	if (SPI_execute_with_args(psprintf("SELECT epoch, %s FROM %s "
+									   "WHERE epoch OPERATOR(pg_catalog.<>) $1 "
+									   "OR %s OPERATOR(pg_catalog.<>) $2 LIMIT 1",
+									   mark_store_has_layout ? "layout" :
+									   "'" SNOWFLAKE_ORIGINAL_LAYOUT "'::pg_catalog.text",
+									   table,
+									   mark_store_has_layout ? "layout" :
+									   "'" SNOWFLAKE_ORIGINAL_LAYOUT "'::pg_catalog.text"),
+							  2, &types[1], &values[1], NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read %s", table);
 	if (SPI_processed > 0)
 	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
 		result->epoch_changed = true;
 		result->other_epoch = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 																SPI_tuptable->tupdesc,
 																1, &isnull));
+		result->other_layout = SPI_getvalue(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 2);
+		MemoryContextSwitchTo(spi);
 	}
 
 	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.max(high_water) FROM %s "
@@ -309,8 +340,8 @@ mark_store_write(int node, int64 mark_millis, int64 own_millis,
 {
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
-	Oid			types[4] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
+	Oid			types[5] = {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[5];
 	bool		isnull;
 
 	mark_store_begin("snowflake: reserving the high-water mark");
@@ -326,20 +357,28 @@ mark_store_write(int node, int64 mark_millis, int64 own_millis,
 																  mark_millis));
 	values[3] = TimestampTzGetDatum(snowflake_millis_to_timestamp(snowflake_epoch,
 																  own_millis));
+	values[4] = CStringGetTextDatum(snowflake_layout.text);
+	/* Only rows of this epoch and layout merge (the read refuses others). */
 	if (SPI_execute_with_args(psprintf("WITH merged AS ("
 									   " DELETE FROM %s"
 									   " WHERE node_id OPERATOR(pg_catalog.=) $1"
-									   " AND epoch OPERATOR(pg_catalog.=) $2"
+									   " AND epoch OPERATOR(pg_catalog.=) $2%s"
 									   " RETURNING high_water) "
-									   "INSERT INTO %s (node_id, epoch, high_water) "
-									   "SELECT $1, $2, pg_catalog.max(candidate) FROM ("
+									   "INSERT INTO %s (node_id, epoch, high_water%s) "
+									   "SELECT $1, $2, pg_catalog.max(candidate)%s FROM ("
 									   " SELECT $3 AS candidate"
 									   " UNION ALL SELECT high_water FROM merged"
 									   " WHERE $4 IS NULL"
 									   " OR high_water OPERATOR(pg_catalog.<>) $4) AS c "
 									   "RETURNING high_water",
-									   table, table),
-							  4, types, values, own_millis < 0 ? "   n" : NULL,
+									   table,
+									   mark_store_has_layout ?
+									   " AND layout OPERATOR(pg_catalog.=) $5" : "",
+									   table,
+									   mark_store_has_layout ? ", layout" : "",
+									   mark_store_has_layout ? ", $5" : ""),
+							  mark_store_has_layout ? 5 : 4, types, values,
+							  own_millis < 0 ? "   n " : NULL,
 							  false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not write %s", table);

@@ -27,8 +27,9 @@ typedef struct MarkStoreRead
 	MarkStoreRefusal refusal;
 	bool		found;			/* the node has a mark */
 	int64		mark_millis;	/* the highest of its rows, ms since the epoch */
-	bool		epoch_changed;	/* some mark was written under another epoch */
-	TimestampTz other_epoch;	/* that epoch, when epoch_changed */
+	bool		epoch_changed;	/* some mark: another epoch or layout */
+	TimestampTz other_epoch;	/* that mark's epoch, when epoch_changed */
+	char	   *other_layout;	/* and its layout */
 } MarkStoreRead;
 
 /* What a write of the node's mark came to. */

@@ -276,7 +276,7 @@ node_lease_node_of_key(const char *key)
 	int			node = 0;
 
 	if (strncmp(key, nodes_prefix, strlen(nodes_prefix)) != 0 || *digits == '\0' ||
-		strlen(digits) > 4 || (digits[0] == '0' && digits[1] != '\0'))
+		strlen(digits) > 5 || (digits[0] == '0' && digits[1] != '\0'))
 		return -1;
 	for (; *digits; digits++)
 	{
@@ -284,7 +284,7 @@ node_lease_node_of_key(const char *key)
 			return -1;
 		node = node * 10 + (*digits - '0');
 	}
-	return node <= SNOWFLAKE_MAX_NODE ? node : -1;
+	return node <= snowflake_layout.max_node ? node : -1;
 }
 
 static void
@@ -305,7 +305,7 @@ node_lease_claim(NodeClaim *claim)
 {
 	char	   *value = node_lease_holder_value();
 	EtcdKeyValue holder;
-	bool		taken[SNOWFLAKE_MAX_NODE + 1] = {false};
+	bool		taken[SNOWFLAKE_NODE_LIMIT] = {false};
 	int			taken_count = 0;
 	int			skipped = 0;
 	ListCell   *cell;
@@ -347,7 +347,7 @@ node_lease_claim(NodeClaim *claim)
 		taken_count++;
 	}
 
-	for (node = 0; node <= SNOWFLAKE_MAX_NODE; node++)
+	for (node = 0; node <= snowflake_layout.max_node; node++)
 	{
 		if (taken[node])
 			continue;
@@ -367,7 +367,7 @@ node_lease_claim(NodeClaim *claim)
 	if (skipped == 0)
 		claim->problem = psprintf("no free snowflake node id: all %d node ids under %s/nodes/ "
 								  "are held by other servers",
-								  SNOWFLAKE_MAX_NODE + 1, snowflake_etcd_prefix);
+								  snowflake_layout.max_node + 1, snowflake_etcd_prefix);
 	else
 		claim->problem = psprintf("no free snowflake node id: %d node ids under %s/nodes/ are "
 								  "held, and the high-water marks of the other %d are too far "
@@ -411,7 +411,7 @@ node_lease_parse_mark(int node, const char *value, bool *proven)
 	*proven = cluster != NULL && etcd_cluster_id()[0] != '\0' &&
 		strcmp(cluster + 1, etcd_cluster_id()) == 0;
 	/* A mark past the layout's range would overflow into the node bits. */
-	if (unix_millis - snowflake_epoch_unix_millis(snowflake_epoch) > SNOWFLAKE_MAX_MILLIS)
+	if (unix_millis - snowflake_epoch_unix_millis(snowflake_epoch) > snowflake_layout.max_millis)
 		goto bad;
 	return Max(unix_millis - snowflake_epoch_unix_millis(snowflake_epoch), 0);
 

@@ -24,8 +24,6 @@
 #include "layout.h"
 #include "settings.h"
 
-/* Fixed for the life of a data directory; 41 bits of ms reach 2093. */
-#define SNOWFLAKE_DEFAULT_EPOCH "2024-01-01 00:00:00+00"
 
 int			snowflake_node_id = -1;
 int			snowflake_node_source = SNOWFLAKE_NODE_SOURCE_GUC;
@@ -46,6 +44,10 @@ char	   *snowflake_etcd_password = NULL;
 const char *snowflake_rejected_setting = NULL;
 
 static char *settings_epoch_text = NULL;
+static char *settings_layout_text = NULL;
+
+/* The epoch of the layout's preset, or NULL: see settings_apply_layout(). */
+static const char *settings_layout_epoch = NULL;
 static char *settings_node_source_text = NULL;
 
 const char *
@@ -281,6 +283,83 @@ settings_check_etcd_prefix(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * snowflake.layout: a preset name or the custom form, checked by layout.c.
+ * SHOW gives a preset's name, or the custom form in its canonical spelling.
+ */
+typedef struct SettingsLayout
+{
+	SnowflakeLayout layout;
+	const char *epoch;
+} SettingsLayout;
+
+static bool
+settings_check_layout(char **newval, void **extra, GucSource source)
+{
+	SettingsLayout parsed;
+	SettingsLayout *result;
+	char	   *problem;
+
+	if (!layout_parse(*newval, &parsed.layout, &parsed.epoch, &problem))
+	{
+		GUC_check_errdetail("snowflake.layout: %s.", problem);
+		GUC_check_errhint("Use a preset (snowflake, twitter, instagram, sonyflake) or "
+						  "fields such as \"time 41, node 10, sequence 12, unit 1ms\".");
+		settings_note_rejection("snowflake.layout", source);
+		return false;
+	}
+	if (parsed.epoch == NULL && pg_strcasecmp(*newval, "snowflake") != 0 &&
+		strcmp(*newval, parsed.layout.text) != 0)
+	{
+		char	   *canonical = strdup(parsed.layout.text);
+
+		if (canonical == NULL)
+			return false;
+		free(*newval);
+		*newval = canonical;
+	}
+	result = malloc(sizeof(SettingsLayout));
+	if (result == NULL)
+		return false;
+	*result = parsed;
+	*extra = result;
+	return true;
+}
+
+static void
+settings_assign_layout(const char *newval, void *extra)
+{
+	snowflake_layout = ((SettingsLayout *) extra)->layout;
+	settings_layout_epoch = ((SettingsLayout *) extra)->epoch;
+}
+
+/*
+ * A preset with an epoch of its own (twitter, instagram, sonyflake) brings
+ * it as snowflake.epoch's default: an epoch set in the configuration still
+ * wins, since PostgreSQL lets a configured value override a default
+ * computed at start (PGC_S_DYNAMIC_DEFAULT).  A node id the layout has no
+ * room for is refused.
+ */
+static void
+settings_apply_layout(void)
+{
+	if (settings_layout_epoch != NULL && process_shared_preload_libraries_in_progress)
+		SetConfigOption("snowflake.epoch", settings_layout_epoch,
+						PGC_POSTMASTER, PGC_S_DYNAMIC_DEFAULT);
+	if (snowflake_node_id > snowflake_layout.max_node &&
+		snowflake_rejected_setting == NULL)
+	{
+		ereport(WARNING,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("snowflake.node_id %d does not fit snowflake.layout",
+					   snowflake_node_id),
+				errdetail("Layout \"%s\" has node ids 0 to %d.",
+						  snowflake_layout.text, snowflake_layout.max_node));
+		if (process_shared_preload_libraries_in_progress)
+			snowflake_rejected_setting = "snowflake.node_id";
+	}
+}
+
+/*
  * A number setting that PostgreSQL rejects in postgresql.conf (out of its
  * range, a unit it does not know) only draws a WARNING, and the default
  * applies: for these settings that would be a server that is not configured
@@ -354,12 +433,24 @@ SettingsInit(void)
 {
 	settings_note_configured_ints();
 
+	DefineCustomStringVariable("snowflake.layout",
+							   "Bit layout of IDs: a preset or time, node and sequence "
+							   "bits with a time unit.",
+							   "Presets: snowflake, twitter, instagram, sonyflake. "
+							   "Fixed for the life of a data directory.",
+							   &settings_layout_text,
+							   "snowflake",
+							   PGC_POSTMASTER, 0,
+							   settings_check_layout, settings_assign_layout,
+							   NULL);
+
 	DefineCustomIntVariable("snowflake.node_id",
-							"Node id (0..1023) put in every ID this server issues.",
+							"Node id put in every ID this server issues "
+							"(0..1023 in the default layout).",
 							"-1 means unset: no IDs are issued until it is set. "
 							"Used when snowflake.node_source is guc.",
 							&snowflake_node_id,
-							-1, -1, SNOWFLAKE_MAX_NODE,
+							-1, -1, SNOWFLAKE_NODE_LIMIT - 1,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 
@@ -373,7 +464,7 @@ SettingsInit(void)
 							   settings_assign_node_source, NULL);
 
 	DefineCustomStringVariable("snowflake.epoch",
-							   "Start of the 41-bit millisecond clock of IDs.",
+							   "Start of the time field of IDs.",
 							   "Fixed for the life of a data directory.",
 							   &settings_epoch_text,
 							   SNOWFLAKE_DEFAULT_EPOCH,
@@ -431,7 +522,7 @@ SettingsInit(void)
 
 	DefineCustomStringVariable("snowflake.etcd_prefix",
 							   "Prefix of the etcd keys for node ids and their marks.",
-							   "Servers that share a prefix share the 1024 node ids.",
+							   "Servers that share a prefix share its node ids, epoch and layout.",
 							   &snowflake_etcd_prefix,
 							   "/snowflake",
 							   PGC_POSTMASTER, 0,
@@ -482,6 +573,7 @@ SettingsInit(void)
 							   NULL, NULL, NULL);
 
 	settings_judge_configured_ints();
+	settings_apply_layout();
 
 	/*
 	 * etcd mode without an endpoint has nowhere to lease a node id from:

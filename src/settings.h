@@ -10,6 +10,12 @@
 
 #include "datatype/timestamp.h"
 
+/*
+ * Fixed for the life of a data directory; 41 bits of ms reach 2093.  The
+ * presets twitter, instagram and sonyflake bring their own.
+ */
+#define SNOWFLAKE_DEFAULT_EPOCH "2024-01-01 00:00:00+00"
+
 typedef enum SnowflakeNodeSource
 {
 	SNOWFLAKE_NODE_SOURCE_GUC,

@@ -91,7 +91,7 @@ shared_state_startup(void)
 		pg_atomic_init_u64(&shared->placeholder_id,
 						   (uint64) snowflake_compose(0, node, 0));
 		pg_atomic_init_u64(&shared->previous_last_millis, 0);
-		for (int i = 0; i <= SNOWFLAKE_MAX_NODE; i++)
+		for (int i = 0; i < SNOWFLAKE_NODE_LIMIT; i++)
 			pg_atomic_init_u64(&shared->honour_floor[i], 0);
 		pg_atomic_init_u32(&shared->reopen_wanted, 0);
 		pg_atomic_init_u32(&shared->reservation_failing, 0);
@@ -231,7 +231,7 @@ shared_state_note_floor(uint64 old_id, uint64 new_id)
 
 	pg_atomic_fetch_add_u64(&shared->ids_in_finished_millis,
 							snowflake_sequence_of((int64) old) + 1);
-	pg_atomic_fetch_add_u64(&shared->uncounted_ids, SNOWFLAKE_IDS_PER_MILLI);
+	pg_atomic_fetch_add_u64(&shared->uncounted_ids, snowflake_layout.ids_per_tick);
 	if (old != pg_atomic_read_u64(&shared->placeholder_id))
 		pg_atomic_write_u64(&shared->previous_last_millis,
 							(uint64) snowflake_millis((int64) old));
@@ -286,7 +286,7 @@ shared_state_restart_above(int64 mark_millis, int node)
 			 */
 			floor_millis = Max(mark_millis, last_millis);
 			new_id = (uint64) snowflake_compose(floor_millis, node,
-												SNOWFLAKE_MAX_SEQUENCE);
+												snowflake_layout.max_sequence);
 		}
 		if (new_id == old_id ||
 			pg_atomic_compare_exchange_u64(&shared->last_id, &old_id, new_id))
@@ -349,14 +349,15 @@ shared_state_raise_last_id(uint64 *old_id, int node, int64 mark_millis, bool clo
 	for (;;)
 	{
 		uint64		last_id = *old_id & ~SNOWFLAKE_CLOSED_BIT;
-		int64		last_millis = snowflake_millis((int64) last_id);
+		int64		last_tick = snowflake_tick_of((int64) last_id);
+		int64		mark_tick = mark_millis / snowflake_layout.unit_ms;
 
-		/* A mark in the last millisecond itself ends that millisecond too. */
-		if (snowflake_node_of((int64) last_id) != node || mark_millis < last_millis ||
-			(mark_millis == last_millis &&
-			 snowflake_sequence_of((int64) last_id) == SNOWFLAKE_MAX_SEQUENCE))
+		/* A mark in the last unit itself ends that unit too. */
+		if (snowflake_node_of((int64) last_id) != node || mark_tick < last_tick ||
+			(mark_tick == last_tick &&
+			 snowflake_sequence_of((int64) last_id) == snowflake_layout.max_sequence))
 			return false;
-		new_id = (uint64) snowflake_compose(mark_millis, node, SNOWFLAKE_MAX_SEQUENCE) |
+		new_id = (uint64) snowflake_compose(mark_millis, node, snowflake_layout.max_sequence) |
 			(close ? SNOWFLAKE_CLOSED_BIT : (*old_id & SNOWFLAKE_CLOSED_BIT));
 		if (pg_atomic_compare_exchange_u64(&shared->last_id, old_id, new_id))
 			break;
@@ -403,7 +404,7 @@ shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 		 * this node id either sees it, or has already put the node in
 		 * last_id, which the loop below then sees.
 		 */
-		mark_millis = Min(mark_millis, SNOWFLAKE_MAX_MILLIS);
+		mark_millis = Min(mark_millis, snowflake_layout.max_millis);
 		seen = pg_atomic_read_u64(&shared->honour_floor[node]);
 		while (seen < (uint64) mark_millis &&
 			   !pg_atomic_compare_exchange_u64(&shared->honour_floor[node], &seen,

@@ -184,7 +184,7 @@ typedef struct SnowflakeShared
 	 * Kept per node so that a mark arriving while the worker is between node
 	 * ids is not lost, nor applied to another node id.
 	 */
-	pg_atomic_uint64 honour_floor[SNOWFLAKE_MAX_NODE + 1];
+	pg_atomic_uint64 honour_floor[SNOWFLAKE_NODE_LIMIT];
 	pg_atomic_uint32 reopen_wanted;
 
 	/* last_id when a backend last wrote last_error: cleared once IDs move on */

@@ -101,7 +101,7 @@ static int	worker_problem_count = 0;
  * Per node id, the clock (ms since the epoch) it must reach before this
  * server tries that node id again: its mark was too far ahead.
  */
-static int64 worker_skip_until[SNOWFLAKE_MAX_NODE + 1];
+static int64 worker_skip_until[SNOWFLAKE_NODE_LIMIT];
 
 static void worker_report_message(const char *message, const char *detail,
 								  const char *hint);
@@ -256,8 +256,9 @@ typedef struct WorkerFileMark
 {
 	int64		millis;			/* ms since the epoch; 0 for none */
 	int64		etcd_revision;	/* of the etcd mark this server wrote last */
-	bool		epoch_changed;	/* the file was written under another epoch */
+	bool		epoch_changed;	/* written under another epoch or layout */
 	TimestampTz other_epoch;
+	const char *other_layout;
 } WorkerFileMark;
 
 typedef struct WorkerStep
@@ -295,7 +296,8 @@ worker_do(WorkerStep *step)
 			break;
 		case WORKER_FILE_READ:
 			step->out.file.epoch_changed =
-				mark_file_other_epoch(&step->out.file.other_epoch);
+				mark_file_other_epoch(&step->out.file.other_epoch,
+									  &step->out.file.other_layout);
 			step->out.file.millis = mark_file_read(step->node,
 												   &step->out.file.etcd_revision);
 			break;
@@ -784,18 +786,26 @@ worker_acquire_node(void)
 }
 
 /*
- * The marks were written under another epoch: issue nothing, ever.
- * Returns only when the server shuts down.
+ * The marks were written under another epoch or layout: issue nothing,
+ * ever.  Returns only when the server shuts down.
  */
 static void
-worker_refuse_changed_epoch(TimestampTz other_epoch, const char *holder)
+worker_refuse_changed_epoch(TimestampTz other_epoch, const char *other_layout,
+							const char *holder)
 {
-	worker_report(NULL,
-				  "Set snowflake.epoch back and restart the server. No IDs are issued.",
-				  "snowflake.epoch was changed: %s holds "
-				  "marks written under epoch %s, but the server runs with %s",
-				  holder, pstrdup(timestamptz_to_str(other_epoch)),
-				  pstrdup(timestamptz_to_str(snowflake_epoch)));
+	if (other_layout != NULL && strcmp(other_layout, snowflake_layout.text) != 0)
+		worker_report(NULL,
+					  "Set snowflake.layout back and restart the server. No IDs are issued.",
+					  "snowflake.layout was changed: %s holds "
+					  "marks written under layout \"%s\", but the server runs with \"%s\"",
+					  holder, other_layout, snowflake_layout.text);
+	else
+		worker_report(NULL,
+					  "Set snowflake.epoch back and restart the server. No IDs are issued.",
+					  "snowflake.epoch was changed: %s holds "
+					  "marks written under epoch %s, but the server runs with %s",
+					  holder, pstrdup(timestamptz_to_str(other_epoch)),
+					  pstrdup(timestamptz_to_str(snowflake_epoch)));
 	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
@@ -907,6 +917,7 @@ worker_read_marks(int node, WorkerMarks *marks)
 	if (table.out.table_read.epoch_changed)
 	{
 		worker_refuse_changed_epoch(table.out.table_read.other_epoch,
+									table.out.table_read.other_layout,
 									"the high-water table");
 		return false;
 	}
@@ -918,6 +929,7 @@ worker_read_marks(int node, WorkerMarks *marks)
 	if (file.out.file.epoch_changed)
 	{
 		worker_refuse_changed_epoch(file.out.file.other_epoch,
+									file.out.file.other_layout,
 									"the mark file snowflake.marks");
 		return false;
 	}
@@ -1005,7 +1017,7 @@ worker_wait_for_clock(int node, int64 base, const WorkerMarks *marks,
 		 * A clock outside the epoch's range: the generator reports it to
 		 * every caller, and asks for a reservation once the clock is right.
 		 */
-		if (now < 0 || now > SNOWFLAKE_MAX_MILLIS)
+		if (now < 0 || now > snowflake_layout.max_millis)
 			return WORKER_CLOCK_OUT_OF_RANGE;
 		if (behind < 0)
 			return WORKER_CLOCK_PASSED;

@@ -70,7 +70,8 @@ check "the package holds the library, the control file and the install and upgra
 		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake.control\$' &&
 		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0.sql\$' &&
 		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.0--1.1.sql\$' &&
-		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.1--1.2.sql\$'"
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.1--1.2.sql\$' &&
+		dpkg-deb -c '$deb' | grep -q '$SHAREDIR/snowflake--1.2--1.3.sql\$'"
 check "it is built for PostgreSQL $PG_MAJOR only" \
 	bash -c "[ \"\$(ls '$work'/postgresql-*-snowflake_*.deb | wc -l)\" -eq 1 ] &&
 		dpkg-deb -f '$deb' Depends | grep -q 'postgresql-$PG_MAJOR'"
@@ -88,8 +89,8 @@ psql_pkg() { throwaway_psql "$work" "$1"; }
 check "CREATE EXTENSION snowflake works in snowflake.database" \
 	psql_pkg "CREATE EXTENSION snowflake"
 check "the generator becomes ready" wait_until_ready "$work" "" 30
-check "the extension is version 1.2" \
-	test "$(psql_pkg "SELECT extversion FROM pg_extension WHERE extname = 'snowflake'")" = 1.2
+check "the extension is version 1.3" \
+	test "$(psql_pkg "SELECT extversion FROM pg_extension WHERE extname = 'snowflake'")" = 1.3
 psql_pkg "CREATE TABLE t (id bigserial PRIMARY KEY, v text);
 	INSERT INTO t (v) VALUES ('before');
 	SELECT snowflake_convert_column('t', 'id');
