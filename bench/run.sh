@@ -61,6 +61,15 @@ readonly SESSION_RUNS=3				# timed runs per statement (median shown)
 readonly LAYOUT_IDS_PER_MS=4096		# 12-bit sequence per millisecond
 readonly RATE_TARGET_PCT=95
 
+# The layouts measured one by one (5.), each on a server of its own; the
+# IDs per statement are LAYOUT_UNITS units' worth at the layout's limit.
+readonly LAYOUTS=(snowflake twitter instagram sonyflake 'time 41, node 8, sequence 14, unit 1ms')
+readonly LAYOUT_UNITS=250
+# One SQL call per ID reaches the default layout's limit; a layout with a
+# higher limit per millisecond needs snowflake_nextval_batch() to reach it.
+readonly ONE_CALL_IDS_PER_MS=4096
+readonly BATCH_MAX=1000000			# IDs per snowflake_nextval_batch() call
+
 readonly CLIENT_COUNTS=(1 4 16)
 # Shorter runs repeated more often beat longer runs here: the noise comes
 # from whatever else the machine is doing, which shifts from second to second.
@@ -151,6 +160,7 @@ cleanup() {
 			tail -n 20 "$SERVER_LOG" >&2 || true
 		fi
 		stop_server
+		stop_layout_server 2>/dev/null
 		[[ -n $ETCD_PID ]] && kill "$ETCD_PID" 2>/dev/null
 		rm -rf "$WORK_DIR"
 	fi
@@ -359,6 +369,117 @@ run_etcd_mode_test() {
 	ETCD_PID=""
 }
 
+# --- 5: one session under each layout ---
+
+# For each layout, a throwaway server of its own (the layout is fixed for
+# the life of a data directory), one session making IDs one call each and
+# in one batch.  The rate comes from the IDs themselves: N IDs over the span
+# of their timestamps, in the layout's units, against its IDs per unit.
+# Each statement makes LAYOUT_UNITS units' worth of IDs at the limit, so
+# the partly filled first and last units change the share by less than 1%,
+# and sonyflake's 10 ms units (25.6 IDs per ms) take a few seconds.
+
+LAYOUT_DIR=""
+LAYOUT_PORT=""
+
+layout_key() {	# layout
+	case $1 in
+		snowflake | twitter | instagram | sonyflake) echo "$1" ;;
+		*) echo "custom" ;;
+	esac
+}
+
+layout_psql() {
+	PGHOST="$LAYOUT_DIR" PGPORT="$LAYOUT_PORT" psql_bench -d postgres "$@"
+}
+
+start_layout_server() {	# layout
+	LAYOUT_DIR="$WORK_DIR/layout"
+	mkdir -p "$LAYOUT_DIR"
+	[[ $EUID -eq 0 ]] && chown postgres: "$LAYOUT_DIR"
+	init_throwaway_server "$LAYOUT_DIR" 1 --encoding=UTF8 --locale=C --no-sync
+	LAYOUT_PORT=$(pick_port)
+	cat >>"$LAYOUT_DIR/data/postgresql.conf" <<-EOF
+
+	# --- snowflake benchmark, one layout ---
+	port = $LAYOUT_PORT
+	snowflake.layout = '$1'
+	autovacuum = off
+	EOF
+	start_throwaway_server "$LAYOUT_DIR"
+	layout_psql -c "CREATE EXTENSION snowflake" >/dev/null
+	wait_until_ready "$LAYOUT_DIR" "$LAYOUT_PORT" 30 ||
+		die "the server with snowflake.layout = '$1' did not become ready"
+}
+
+stop_layout_server() {
+	[[ -n $LAYOUT_DIR ]] || return 0
+	stop_throwaway_server "$LAYOUT_DIR" || true
+	rm -rf "$LAYOUT_DIR"
+	LAYOUT_DIR=""
+}
+
+# layout_measure KEY STATEMENT N UNIT_MS: SESSION_RUNS runs of the
+# statement (columns n and span, span in units) after a warm-up; prints
+# the medians "wall_ms ids_per_unit_of_span".
+layout_measure() {
+	local key=$1 query=$2 ids=$3 runs
+	one_session_script >"$WORK_DIR/layout_session.sql"
+	runs=$(layout_psql -v "query=$query" -f "$WORK_DIR/layout_session.sql")
+	[[ $(wc -l <<<"$runs") -eq $SESSION_RUNS ]] || die "unexpected output from the $key layout runs: $runs"
+	awk -v want="$ids" '$1 != want { exit 1 }' <<<"$runs" ||
+		die "the $key layout statement returned the wrong number of IDs: $runs"
+	echo "$(awk '{ print $3 }' <<<"$runs" | median) $(awk '{ print $1 / $2 }' <<<"$runs" | median)"
+}
+
+run_layout_tests() {
+	local layout key fields per_unit unit_ms per_ms ids span wall rate calls per_call
+	for layout in "${LAYOUTS[@]}"; do
+		key=$(layout_key "$layout")
+		log "layout $layout: a server of its own"
+		start_layout_server "$layout"
+		IFS=$'\t' read -r fields per_unit unit_ms < <(layout_psql -c \
+			"SELECT fields, ids_per_unit, round(extract(epoch FROM unit) * 1000) FROM snowflake_layout()")
+		per_ms=$(awk -v n="$per_unit" -v u="$unit_ms" 'BEGIN { print n / u }')
+		ids=$((per_unit * LAYOUT_UNITS))
+		tsv_add layout_name "$key" 0 "$layout" text
+		tsv_add layout_fields "$key" 0 "$fields" text
+		tsv_add layout_ids_per_unit "$key" 0 "$per_unit" ids
+		tsv_add layout_unit "$key" 0 "$unit_ms" ms
+		tsv_add layout_limit "$key" 0 "$per_ms" ids_per_ms
+		tsv_add layout_ids "$key" 0 "$ids" ids
+		# The IDs' span in units, from their decoded timestamps: time is
+		# the top field, so the lowest and highest IDs of one node have
+		# the first and last timestamps.
+		span="round(extract(epoch FROM snowflake_timestamp(max(x)) - snowflake_timestamp(min(x)))
+			* 1000 / $unit_ms) + 1 AS span"
+
+		log "  snowflake_nextval() x $ids"
+		read -r wall rate < <(layout_measure "$key" \
+			"SELECT count(*) AS n, $span
+			 FROM (SELECT snowflake_nextval() AS x FROM generate_series(1, $ids)) s" \
+			"$ids")
+		tsv_add layout_wall "$key" 1 "$wall" ms
+		tsv_add layout_pct "$key" 1 "$(awk -v r="$rate" -v n="$per_unit" 'BEGIN { print 100 * r / n }')" percent
+
+		# A call hands out at most BATCH_MAX IDs: more take several calls,
+		# each with its own span, so the time between them (reading one
+		# call's rows before the next starts) is not counted.
+		calls=$(((ids + BATCH_MAX - 1) / BATCH_MAX))
+		per_call=$(((ids + calls - 1) / calls))
+		log "  snowflake_nextval_batch($per_call) x $calls"
+		read -r wall rate < <(layout_measure "$key" \
+			"SELECT sum(n) AS n, sum(span) AS span FROM (
+				SELECT count(*) AS n, $span
+				FROM generate_series(1, $calls) AS g,
+					LATERAL snowflake_nextval_batch(least($per_call, $ids - (g - 1) * $per_call)) AS x
+				GROUP BY g) c" "$ids")
+		tsv_add layout_batch_wall "$key" 1 "$wall" ms
+		tsv_add layout_batch_pct "$key" 1 "$(awk -v r="$rate" -v n="$per_unit" 'BEGIN { print 100 * r / n }')" percent
+		stop_layout_server
+	done
+}
+
 # --- 4: concurrent inserts with pgbench ---
 
 create_table() {	# key_type
@@ -466,6 +587,30 @@ print_session_report() {
 	echo "   uuid statement only counts (no min/max for uuid), slightly less work per row than the others."
 }
 
+# The layouts' figures, from the rows collected so far.
+print_layout_report() {
+	echo
+	echo "5. One session under each layout: a server of its own, $LAYOUT_UNITS units' worth of IDs per statement"
+	echo "   (median of $SESSION_RUNS runs after a warm-up); share = IDs / span of their timestamps in units / IDs per unit"
+	awk -F'\t' -v target="$RATE_TARGET_PCT" -v one_call="$ONE_CALL_IDS_PER_MS" '
+		$1 == "layout_name" { keys[++n] = $2; name[$2] = $4 }
+		{ v[$1 SUBSEP $2] = $4 }
+		END {
+			printf "%-10s %-42s %14s %10s %12s %12s  %s\n", "layout", "fields", "limit IDs/ms", "IDs", "nextval()", "batch", "target"
+			for (i = 1; i <= n; i++) {
+				k = keys[i]
+				limit = v["layout_limit" SUBSEP k]
+				single = v["layout_pct" SUBSEP k]; batch = v["layout_batch_pct" SUBSEP k]
+				if (limit <= one_call) { what = "nextval()"; got = single }
+				else { what = "batch"; got = batch }
+				printf "%-10s %-42s %14s %10d %11.1f%% %11.1f%%  %s >= %s%%: %s\n", k, v["layout_fields" SUBSEP k], \
+					limit, v["layout_ids" SUBSEP k], single, batch, what, target, (got >= target) ? "HIT" : "MISS"
+			}
+		}' "$TSV_TMP"
+	echo "   Target on snowflake_nextval() where one call per ID can reach the limit (up to $ONE_CALL_IDS_PER_MS IDs/ms),"
+	echo "   on snowflake_nextval_batch() where the limit is higher."
+}
+
 mib() {
 	awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'
 }
@@ -569,6 +714,8 @@ markdown_body() {	# tsv image
 	function mib(b) { return sprintf("%.2f", b / 1048576) }
 	NR == 1 { next }
 	$1 == "info" { info[$2] = $4; next }
+	$1 == "layout_name" { lkeys[++nl] = $2; lname[$2] = $4 }
+	$1 == "layout_fields" { lfields[$2] = $4 }
 	{ v[$1 SUBSEP $2 SUBSEP $3] = $4 }
 	$1 == "insert_tps" && $2 == "snowflake" { clients[++nc] = $3 }
 	END {
@@ -604,6 +751,27 @@ markdown_body() {	# tsv image
 				}
 			}
 			printf "| %s | %.0f | %.0f | %s | %s |\n", label, get("session_wall", k, 1), get("session_cpu_per_value", k, 1), rate, verdict
+		}
+
+		if (nl > 0) {
+			lunits = inf("layout_units", "?"); one_call = inf("one_call_ids_per_ms", 4096)
+			printf "\n| layout: `snowflake.layout`, a server of its own each (%s units'"'"' worth of IDs per statement, median of %s runs) | fields | limit per node | IDs | `snowflake_nextval()`: share of the limit | `snowflake_nextval_batch()`: share of the limit | target |\n", lunits, runs
+			print "|---|---|---|---|---|---|---|"
+			for (i = 1; i <= nl; i++) {
+				k = lkeys[i]
+				limit = get("layout_limit", k, 0); unit = get("layout_unit", k, 0)
+				single = get("layout_pct", k, 1); batch = get("layout_batch_pct", k, 1)
+				if (limit + 0 <= one_call + 0) {
+					single_s = sprintf("**%.1f%%**", single); batch_s = sprintf("%.1f%%", batch)
+					verdict = sprintf("`snowflake_nextval()` ≥ %s%%: %s", target, (single >= target) ? "met" : "missed")
+				} else {
+					single_s = sprintf("%.1f%%", single); batch_s = sprintf("**%.1f%%**", batch)
+					verdict = sprintf("batch ≥ %s%%: %s", target, (batch >= target) ? "met" : "missed")
+				}
+				printf "| `%s` | %s | %s per %s ms = %s IDs/ms | %s | %s | %s | %s |\n", lname[k], lfields[k], \
+					commas(get("layout_ids_per_unit", k, 0)), unit, limit, commas(get("layout_ids", k, 0)), single_s, batch_s, verdict
+			}
+			printf "\nshare of the limit: IDs / the span of their decoded timestamps in the layout'"'"'s units / the layout'"'"'s IDs per unit. The target is on `snowflake_nextval()` where one SQL call per ID can reach the limit (up to %s IDs/ms, the default layout'"'"'s), on `snowflake_nextval_batch()` where the limit is higher.\n", commas(one_call)
 		}
 
 		printf "\n| pgbench clients, single-row INSERTs (%s rows per table; TPS: median of %s runs, min–max) | snowflake TPS | bigserial TPS | uuid TPS | snowflake vs bigserial | snowflake vs uuid | pk index: snowflake / bigserial / uuid |\n", commas(rows), reps
@@ -696,6 +864,8 @@ record_info() {
 	tsv_add info insert_reps 0 "$INSERT_REPS" text
 	tsv_add info rate_target_pct 0 "$RATE_TARGET_PCT" text
 	tsv_add info noise_pct 0 "$NOISE_PCT" text
+	tsv_add info layout_units 0 "$LAYOUT_UNITS" text
+	tsv_add info one_call_ids_per_ms 0 "$ONE_CALL_IDS_PER_MS" text
 }
 
 main() {
@@ -720,11 +890,13 @@ main() {
 	start_server
 	record_info
 	run_session_tests
+	run_layout_tests
 	run_insert_tests
 	run_etcd_mode_test
 
 	print_header
 	print_session_report
+	print_layout_report
 	print_insert_report
 
 	local stamp
