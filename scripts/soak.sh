@@ -5,8 +5,11 @@
 # then a check of every ID issued.  Builds (with assertions) and installs
 # the extension first, as scripts/test.sh does.
 #
-#   bash scripts/soak.sh [--minutes M | --seconds S] [--seed N|random] [--report FILE]
+#   bash scripts/soak.sh [--minutes M | --seconds S] [--seed N|random]
+#       [--layout NAME|random] [--report FILE]
 #
+# --layout runs the servers with that snowflake.layout (a preset such as
+# sonyflake, or the custom form in quotes); random picks one from the seed.
 # Prints one summary line (IDs checked, faults by kind, duplicates,
 # availability) and exits non-zero on any violation, with the seed and the
 # fault log to replay it.
@@ -21,7 +24,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--minutes) args+=(--seconds "$(($2 * 60))"); shift 2 ;;
 	--report) report=$(realpath -m "$2"); shift 2 ;;
-	--seconds | --seed | --ttl | --clients | --pace) args+=("$1" "$2"); shift 2 ;;
+	--seconds | --seed | --layout | --ttl | --clients | --pace) args+=("$1" "$2"); shift 2 ;;
 	*) echo "unknown argument: $1 (see the head of $0)" >&2; exit 2 ;;
 	esac
 done

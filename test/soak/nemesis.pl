@@ -17,6 +17,10 @@
 # It prints one summary line and exits non-zero on any violation, printing
 # the seed and the fault log needed to replay it.  Run it through
 # scripts/soak.sh, which builds and installs the extension first.
+#
+# --layout NAME runs every server with that snowflake.layout (a preset or
+# the custom form) and decodes the IDs with it; --layout random picks one
+# of @LAYOUTS below from the seed, so the seed alone replays it.
 use strict;
 use warnings;
 
@@ -32,16 +36,27 @@ use lib File::Basename::dirname(__FILE__) . '/../lib';
 use SnowflakeTest;
 use EtcdTest;
 
-my %opt = (seconds => 60, seed => 'random', ttl => 3, clients => 2, pace => 0, report => '');
-GetOptions(\%opt, 'seconds=i', 'seed=s', 'ttl=i', 'clients=i', 'pace=f', 'report=s')
-  or die "usage: nemesis.pl [--seconds N] [--seed N|random] [--ttl S] [--clients N] [--pace MS] [--report FILE]\n";
+my %opt = (
+	seconds => 60, seed => 'random', ttl => 3, clients => 2, pace => 0, report => '',
+	layout => 'snowflake');
+GetOptions(\%opt, 'seconds=i', 'seed=s', 'ttl=i', 'clients=i', 'pace=f', 'report=s', 'layout=s')
+  or die "usage: nemesis.pl [--seconds N] [--seed N|random] [--layout NAME|random] [--ttl S] [--clients N] [--pace MS] [--report FILE]\n";
 my $seed = $opt{seed} eq 'random' ? random_seed() : $opt{seed};
 die "the seed must be a number: $seed\n" unless $seed =~ /^\d+$/;
 my $ttl = $opt{ttl};
-diag("soak seed $seed, $opt{seconds} s of faults (replay: bash scripts/soak.sh --seconds $opt{seconds} --seed $seed)");
 
-# The layout the IDs are decoded with (node bits above sequence bits).
-my ($NODE_BITS, $SEQUENCE_BITS) = (10, 12);
+# What --layout random picks from: the presets other than the default, and
+# custom layouts with fewer node bits and zero low bits, with 14 sequence
+# bits, and with seconds.
+my @LAYOUTS = (
+	'twitter', 'instagram', 'sonyflake',
+	'time 41, node 5, sequence 12, zero 6, unit 1ms',
+	'time 41, node 8, sequence 14, unit 1ms',
+	'time 32, node 11, sequence 21, unit 1s');
+my $layout = $opt{layout} eq 'random' ? $LAYOUTS[ $seed % @LAYOUTS ] : $opt{layout};
+die "the layout must not contain a quote: $layout\n" if $layout =~ /'/;
+my $replay = "bash scripts/soak.sh --seconds $opt{seconds} --seed $seed --layout '$layout'";
+diag("soak seed $seed, layout '$layout', $opt{seconds} s of faults (replay: $replay)");
 
 sub random_seed
 {
@@ -150,27 +165,50 @@ sub end_fault
 become_subreaper();
 
 my $etcd = EtcdTest->new(members => 3);
-my $quiet = "log_statement = none\nlog_min_messages = info\nmax_connections = 40\n";
+my $quiet = "log_statement = none\nlog_min_messages = info\nmax_connections = 40\n"
+  . "snowflake.layout = '$layout'\n";
 my @servers = (
 	{ name => 'lease_a', kind => 'etcd' },
 	{ name => 'lease_b', kind => 'etcd' },
 	{ name => 'checked', kind => 'checked' },
 	{ name => 'guc', kind => 'guc' },
 );
+
+# The layout as the first server reads it (snowflake_layout()): the fields
+# the checker decodes IDs with, and the node ids there are.  The hand-set
+# node ids must fit: 7 for the server checked against etcd, and for the one
+# in GUC mode 900, or the highest node id of a layout with fewer.  The
+# etcd-leased servers claim the lowest free ids, far below either.
+my %layout;
+my %node_id;
+
 for my $s (@servers)
 {
 	$s->{node} =
 	    $s->{kind} eq 'etcd' ? etcd_snowflake_node($s->{name}, $etcd, ttl => $ttl, conf => $quiet)
 	  : $s->{kind} eq 'checked'
 	  ? etcd_snowflake_node($s->{name}, $etcd, ttl => $ttl, source => 'guc',
-		conf => "snowflake.node_id = 7\n$quiet")
-	  : snowflake_node($s->{name}, "snowflake.node_id = 900\n$quiet");
+		conf => "snowflake.node_id = $node_id{checked}\n$quiet")
+	  : snowflake_node($s->{name}, "snowflake.node_id = $node_id{guc}\n$quiet");
 	$s->{offset} = 0;
 	$s->{busy} = {};
-	start_server($s);
+	start_server($s) or die "$s->{name} did not start with snowflake.layout = '$layout'";
 	wait_until_ready($s->{node});
 	$s->{node}->safe_psql('postgres',
 		'CREATE TABLE soak_rows (id bigint NOT NULL DEFAULT snowflake_nextval(), client int NOT NULL)');
+	next if %layout;
+
+	my @row = split /\|/, $s->{node}->safe_psql('postgres', q{
+		SELECT fields, node_bits, sequence_bits, zero_bits, node_ids,
+			round(extract(epoch FROM unit) * 1000), round(extract(epoch FROM epoch) * 1000)
+		FROM snowflake_layout()});
+	@layout{qw(fields node_bits sequence_bits zero_bits node_ids unit_ms epoch_unix_ms)} = @row;
+	# Sonyflake's order: the sequence above the node.
+	$layout{node_low} = $layout{fields} =~ /sequence \d+, node/ ? 1 : 0;
+	die "layout '$layout' has $layout{node_ids} node ids; the soak needs at least 16\n"
+	  if $layout{node_ids} < 16;
+	%node_id = (checked => 7, guc => $layout{node_ids} > 900 ? 900 : $layout{node_ids} - 1);
+	diag("layout fields: $layout{fields}; node ids: checked $node_id{checked}, guc $node_id{guc}");
 }
 my @etcd_servers = map { $_->{name} } grep { $_->{kind} ne 'guc' } @servers;
 
@@ -480,6 +518,7 @@ sub client_main
 	return;
 }
 
+my $wall_start_ms = int(Time::HiRes::time() * 1000);
 for my $s (@servers)
 {
 	for (1 .. $opt{clients})
@@ -569,6 +608,7 @@ my $t_recovered = now_us();
 open(my $stop, '>', $stop_file) or die "cannot write $stop_file: $!";
 close($stop);
 waitpid($_, 0) for @clients;
+my $wall_end_ms = int(Time::HiRes::time() * 1000);
 
 ########################################################################
 # The history, checked on a server of its own
@@ -635,10 +675,22 @@ my $duplicate_list = check(q{SELECT id || ' issued ' || times || ' times on ' ||
 my $lost = check(q{SELECT count(*) FROM seen s WHERE committed
 	AND NOT EXISTS (SELECT 1 FROM rows r WHERE r.server = s.server AND r.id = s.id)});
 
+# Every ID's time, decoded with the layout (the first millisecond of its
+# unit, since the epoch), lies within the clients' run by the real clock,
+# give or take the clock faults (steps up to 5 s, drift up to 1.6 s) and a
+# margin: a layout read the wrong way would be off by far more.
+my $time_shift = $layout{zero_bits} + $layout{node_bits} + $layout{sequence_bits};
+my $id_unix_ms = "$layout{epoch_unix_ms} + (id >> $time_shift) * $layout{unit_ms}";
+my ($time_lo, $time_hi) = ($wall_start_ms - 10_000 - $layout{unit_ms}, $wall_end_ms + 10_000);
+my $off_time = check(qq{SELECT count(*) FROM issued WHERE $id_unix_ms NOT BETWEEN $time_lo AND $time_hi});
+my $off_time_list = check(qq{SELECT id || ' decodes to ' || to_timestamp(($id_unix_ms) / 1000.0)
+	FROM issued WHERE $id_unix_ms NOT BETWEEN $time_lo AND $time_hi ORDER BY id LIMIT 10});
+
 # Real-time order per node id: events "call starts" (k = 0) and "call
 # returned" (k = 1) in time order; at each start, the highest ID of the
 # calls already returned under that node id must be below the call's IDs.
-my $node_expr = "(id >> $SEQUENCE_BITS) & ((1 << $NODE_BITS) - 1)";
+my $node_shift = $layout{zero_bits} + ($layout{node_low} ? 0 : $layout{sequence_bits});
+my $node_expr = "(id >> $node_shift) & ((1 << $layout{node_bits}) - 1)";
 check(qq{
 	CREATE TABLE calls AS
 	SELECT server, client, call, $node_expr AS node, min(t0) AS t0, min(t1) AS t1,
@@ -695,9 +747,9 @@ $kinds{ $_->{kind} }++ for @fault_log;
 my $fault_summary = join(', ', map { "$_ $kinds{$_}" } sort keys %kinds) || 'none';
 my $not_recovered = join(', ', grep { !$recovered{$_} } sort keys %recovered);
 my $summary = sprintf(
-	'soak seed %s, %d s: %s IDs checked, %d faults (%s), duplicates %s, lost %s, out of order %s, '
+	'soak seed %s, layout \'%s\', %d s: %s IDs checked, %d faults (%s), duplicates %s, lost %s, out of order %s, '
 	  . 'availability %.1f%% (etcd-leased %.1f%%)%s',
-	$seed, $seconds, $ids_checked, scalar(@fault_log), $fault_summary, $duplicates, $lost,
+	$seed, $layout, $seconds, $ids_checked, scalar(@fault_log), $fault_summary, $duplicates, $lost,
 	$out_of_order, $availability{all}, $availability{'etcd-leased'},
 	$not_recovered ? ", not issuing after the faults: $not_recovered" : '');
 
@@ -718,6 +770,9 @@ is($lost, 0, 'every ID a client saw committed is in its server\'s table');
 is($out_of_order, 0, 'per node id, IDs follow the real-time order of the calls')
   or diag($order_list);
 is($not_recovered, '', 'every server issues again once the faults are undone');
+is($off_time, 0, "every ID's time, decoded with the layout, lies within the run")
+  or diag("run from " . localtime($wall_start_ms / 1000) . " to " . localtime($wall_end_ms / 1000)
+	  . ":\n$off_time_list");
 
 # The faults kill whole servers, the postmaster first, so a process that
 # died of a signal under a running postmaster, a failed assertion or a
@@ -735,7 +790,7 @@ ok($ids_checked > 0, 'the clients were handed IDs');
 
 if (!Test::More->builder->is_passing)
 {
-	diag("replay: bash scripts/soak.sh --seconds $opt{seconds} --seed $seed");
+	diag("replay: $replay");
 	diag("fault log:\n" . join("\n", map { $_->{line} } @fault_log));
 }
 
