@@ -5,8 +5,9 @@
 # suite (test/t/*.pl) on the servers it starts, through the Makefile's
 # `make installcheck` and `make prove_installcheck`, as a user PostgreSQL
 # runs as (postgres when run as root) in a copy of the tree that user owns.
-# Then the nemesis soak (test/soak/nemesis.pl) with a fixed and a random
-# seed.  Ends with one line "N passed, N failed" and exits non-zero on any failure.
+# Then the nemesis soak (test/soak/nemesis.pl) with a fixed seed and the
+# default layout, and with a random seed and a layout picked from it.  Ends
+# with one line "N passed, N failed" and exits non-zero on any failure.
 #
 #   bash scripts/test.sh                      everything
 #   bash scripts/test.sh test/t/002_x.pl ...  only these TAP suites
@@ -167,8 +168,10 @@ else
 fi
 
 # The nemesis soak (test/soak/nemesis.pl, also bash scripts/soak.sh): 30 s
-# of random faults with a fixed seed, so a regression shows the same way
-# every time, and 30 s with a new seed, so the runs together cover more.
+# of random faults with a fixed seed and the default layout, so a
+# regression shows the same way every time, and 30 s with a new seed and a
+# layout picked from it (another preset or a custom layout, printed with
+# the seed), so the runs together cover more.
 soak() {
 	echo "== soak $*"
 	if run_soak "$work" "$@"; then
@@ -181,7 +184,7 @@ soak() {
 }
 if [ $# -eq 0 ]; then
 	soak --seconds 30 --seed 20261201
-	soak --seconds 30 --seed random
+	soak --seconds 30 --seed random --layout random
 fi
 
 echo "$passed passed, $failed failed"
