@@ -4,8 +4,10 @@
 # on a throwaway PostgreSQL 15 server, written where the README shows them.
 #
 # The targets: one session makes at least 95% of the layout's 4096 IDs per
-# millisecond; snowflake keys insert at least as fast as bigserial keys and
-# faster than uuid keys, with a smaller primary-key index than uuid's.
+# millisecond, and at least 95% of each other layout's limit (one call per
+# ID, or snowflake_nextval_batch() where the limit is beyond what one call
+# per ID reaches); snowflake keys insert at least as fast as bigserial keys
+# and faster than uuid keys, with a smaller primary-key index than uuid's.
 #
 # What it measures:
 #   1. One session, SELECT snowflake_nextval() over generate_series(1, 1e6):
@@ -18,6 +20,14 @@
 #   4. pgbench clients inserting single rows keyed by snowflake, bigserial and
 #      uuid, for several client counts: TPS and primary-key index size,
 #      against the targets above.
+#   5. For each preset (snowflake, twitter, instagram, sonyflake) and a
+#      custom layout of 41 | 8 | 14 bits, a server of its own (the layout is
+#      fixed per data directory) and one session: snowflake_nextval() and
+#      snowflake_nextval_batch(), the rate from the IDs' decoded timestamps
+#      as a share of that layout's IDs per unit.
+#
+# bench/compare.sh measures one snowflake_nextval() call in two or more
+# builds side by side (a change to the hot path against the code before).
 #
 # What it writes, all from one run's figures:
 #   - bench/results/latest.tsv (and a dated copy): the raw figures (test,
@@ -27,7 +37,7 @@
 #   - README.md: the same tables and chart between the lines
 #     <!-- bench:begin --> and <!-- bench:end -->.
 #
-# How to run (from anywhere; takes two to three minutes on 2 cores):
+# How to run (from anywhere; takes three to four minutes on 2 cores):
 #   bash bench/run.sh                    measure, then write all of the above
 #   bash bench/run.sh --report [TSV]     only rewrite results.md, the chart and
 #                                        the README block from TSV (default
@@ -890,14 +900,14 @@ main() {
 	start_server
 	record_info
 	run_session_tests
-	run_layout_tests
 	run_insert_tests
 	run_etcd_mode_test
+	run_layout_tests
 
 	print_header
 	print_session_report
-	print_layout_report
 	print_insert_report
+	print_layout_report
 
 	local stamp
 	stamp=$(date -u '+%Y%m%d-%H%M%S')
