@@ -4,7 +4,8 @@
 # builds of the extension, side by side in one run: did a change make the
 # hot path slower?
 #
-#   bash bench/compare.sh [--rounds R] [--ids N] [--callgrind CALLS] PG_BIN_A PG_BIN_B [PG_BIN_C ...]
+#   bash bench/compare.sh [--rounds R] [--ids N] [--callgrind CALLS] [--layout NAME]
+#       PG_BIN_A PG_BIN_B [PG_BIN_C ...]
 #
 # Each PG_BIN is the bin directory of a PostgreSQL 15 copy of its own (a
 # copy of /usr/lib/postgresql/15 and /usr/share/postgresql/15 in the same
@@ -12,12 +13,14 @@
 # the extension installed:
 #   make PG_CONFIG=$PG_BIN_A/pg_config && make PG_CONFIG=$PG_BIN_A/pg_config install
 #
-# The servers (default layout, GUC mode, node id 1) run at once.  In each
+# The servers (GUC mode, node id 1; the default layout, or with --layout
+# that snowflake.layout, which builds from before layouts do not know) run
+# at once.  In each
 # round, one session per server runs, after a warm-up:
 #   - SELECT count(snowflake_nextval()) FROM generate_series(1, N): the wall
 #     time, and the backend's CPU time per ID (/proc/PID/schedstat);
 #   - 1,000,000 IDs through min/max: the generator's rate from the IDs'
-#     timestamps as a share of the layout's IDs per unit.
+#     timestamps as a share of the layout's limit (IDs per unit).
 # The rounds rotate the order (A B, B A, ...) so that the load of other
 # work on the machine falls on every build alike; each build against A is
 # the median of the per-round ratios, and the best round of each build is
@@ -43,6 +46,7 @@ ROUNDS=6
 IDS=4000000
 CALLGRIND_CALLS=0
 SPAN_IDS=1000000
+LAYOUT=
 
 die() {
 	printf 'compare.sh: error: %s\n' "$*" >&2
@@ -50,7 +54,7 @@ die() {
 }
 
 usage() {
-	die "usage: bench/compare.sh [--rounds R] [--ids N] [--callgrind CALLS] PG_BIN_A PG_BIN_B [PG_BIN_C ...]"
+	die "usage: bench/compare.sh [--rounds R] [--ids N] [--callgrind CALLS] [--layout NAME] PG_BIN_A PG_BIN_B [PG_BIN_C ...]"
 }
 
 BINS=()
@@ -59,6 +63,7 @@ while [[ $# -gt 0 ]]; do
 		--rounds) ROUNDS=$2; shift 2 ;;
 		--ids) IDS=$2; shift 2 ;;
 		--callgrind) CALLGRIND_CALLS=$2; shift 2 ;;
+		--layout) LAYOUT=$2; shift 2 ;;
 		-*) usage ;;
 		*) BINS+=("$1"); shift ;;
 	esac
@@ -75,6 +80,17 @@ for i in "${!BINS[@]}"; do
 	BIN[$side]=$bin
 done
 readonly SIDES
+
+# The share of the limit: IDs over the span of their timestamps, in units.
+# Without --layout in the original layout's arithmetic (builds from before
+# layouts have no snowflake_layout()).
+if [[ -z $LAYOUT ]]; then
+	SHARE_SQL="round(100.0 * count(*) / (max(x >> 22) - min(x >> 22) + 1) / 4096, 2)"
+else
+	SHARE_SQL="round(100.0 * count(*) / (round(extract(epoch FROM snowflake_timestamp(max(x))
+		- snowflake_timestamp(min(x))) * 1000 / (SELECT extract(epoch FROM unit) * 1000 FROM snowflake_layout())) + 1)
+		/ (SELECT ids_per_unit FROM snowflake_layout()), 2)"
+fi
 
 declare -A DIR PORT
 cleanup() {
@@ -101,6 +117,7 @@ start_side() {	# side
 	port = ${PORT[$side]}
 	autovacuum = off
 	EOF
+	[[ -z $LAYOUT ]] || echo "snowflake.layout = '$LAYOUT'" >>"$dir/data/postgresql.conf"
 	PG_BIN=${BIN[$side]} start_throwaway_server "$dir"
 	side_psql "$side" -c "CREATE EXTENSION snowflake" >/dev/null
 	PG_BIN=${BIN[$side]} wait_until_ready "$dir" "${PORT[$side]}" 30
@@ -124,7 +141,7 @@ measure() {	# side
 	SELECT count(snowflake_nextval()) AS n FROM generate_series(1, $IDS) \gset
 	SELECT 1000 * extract(epoch FROM clock_timestamp() - :'t0') AS wall_ms \gset
 	\set cpu1 \`cut -d' ' -f1 /proc/:pid/schedstat\`
-	SELECT round(100.0 * count(*) / (max(x >> 22) - min(x >> 22) + 1) / 4096, 2) AS share
+	SELECT $SHARE_SQL AS share
 		FROM (SELECT snowflake_nextval() AS x FROM generate_series(1, $SPAN_IDS)) s \gset
 	SELECT round(:wall_ms, 1), round((:cpu1 - :cpu0)::numeric / :n, 1), :share;
 	EOF
@@ -137,7 +154,7 @@ median() {
 run_rounds() {
 	local round side i n=${#SIDES[@]} wall cpu share
 	local -A walls cpus shares
-	printf '%-6s %-5s %10s %12s %14s\n' round side "wall ms" "CPU ns/ID" "share of 4096"
+	printf '%-6s %-5s %10s %12s %14s\n' round side "wall ms" "CPU ns/ID" "share of limit"
 	for ((round = 0; round < ROUNDS; round++)); do
 		for ((i = 0; i < n; i++)); do
 			side=${SIDES[$(((i + round) % n))]}
@@ -150,7 +167,7 @@ run_rounds() {
 	done
 	echo
 	printf 'median over %s rounds (vs A: median of the per-round ratios X/A - 1)\n' "$ROUNDS"
-	printf '%-5s %10s %9s %12s %9s %14s %9s\n' side "wall ms" "vs A" "CPU ns/ID" "vs A" "share of 4096" "vs A"
+	printf '%-5s %10s %9s %12s %9s %14s %9s\n' side "wall ms" "vs A" "CPU ns/ID" "vs A" "share of limit" "vs A"
 	for side in "${SIDES[@]}"; do
 		printf '%-5s %s %s %s\n' "$side" "$(ratio_cell "${walls[A]}" "${walls[$side]}" 10)" \
 			"$(ratio_cell "${cpus[A]}" "${cpus[$side]}" 12)" "$(ratio_cell "${shares[A]}" "${shares[$side]}" 14)"
@@ -159,7 +176,7 @@ run_rounds() {
 	# it disturbed least.
 	echo
 	printf 'best of %s rounds (the least disturbed by other work)\n' "$ROUNDS"
-	printf '%-5s %10s %9s %12s %9s %14s %9s\n' side "wall ms" "vs A" "CPU ns/ID" "vs A" "share of 4096" "vs A"
+	printf '%-5s %10s %9s %12s %9s %14s %9s\n' side "wall ms" "vs A" "CPU ns/ID" "vs A" "share of limit" "vs A"
 	for side in "${SIDES[@]}"; do
 		printf '%-5s %s %s %s\n' "$side" "$(best_cell "${walls[A]}" "${walls[$side]}" 10 min)" \
 			"$(best_cell "${cpus[A]}" "${cpus[$side]}" 12 min)" "$(best_cell "${shares[A]}" "${shares[$side]}" 14 max)"
@@ -229,6 +246,7 @@ echo "compare.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average 
 for side in "${SIDES[@]}"; do
 	echo "$side = ${BIN[$side]}"
 done
+echo "layout: ${LAYOUT:-the default}"
 for side in "${SIDES[@]}"; do
 	start_side "$side"
 done
