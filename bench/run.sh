@@ -778,8 +778,11 @@ markdown_body() {	# tsv image
 					single_s = sprintf("%.1f%%", single); batch_s = sprintf("**%.1f%%**", batch)
 					verdict = sprintf("batch ≥ %s%%: %s", target, (batch >= target) ? "met" : "missed")
 				}
-				printf "| `%s` | %s | %s per %s ms = %s IDs/ms | %s | %s | %s | %s |\n", lname[k], lfields[k], \
-					commas(get("layout_ids_per_unit", k, 0)), unit, limit, commas(get("layout_ids", k, 0)), single_s, batch_s, verdict
+				label = (k == "custom") ? "custom" : sprintf("`%s`", lname[k])
+				if (unit == 1) limit_s = sprintf("%s IDs/ms", commas(limit))
+				else limit_s = sprintf("%s per %s ms = %s IDs/ms", commas(get("layout_ids_per_unit", k, 0)), unit, limit)
+				printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, lfields[k], \
+					limit_s, commas(get("layout_ids", k, 0)), single_s, batch_s, verdict
 			}
 			printf "\nshare of the limit: IDs / the span of their decoded timestamps in the layout'"'"'s units / the layout'"'"'s IDs per unit. The target is on `snowflake_nextval()` where one SQL call per ID can reach the limit (up to %s IDs/ms, the default layout'"'"'s), on `snowflake_nextval_batch()` where the limit is higher.\n", commas(one_call)
 		}
