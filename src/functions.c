@@ -58,7 +58,8 @@ functions_configured_epoch(void)
 	if (snowflake_shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
 										  "in postgresql.conf and restart the server, "
-										  "or pass the epoch explicitly.");
+										  "or use the form of the function that takes "
+										  "the epoch and the layout as arguments.");
 	if (snowflake_rejected_setting != NULL &&
 		strcmp(snowflake_rejected_setting, "snowflake.epoch") == 0)
 		ereport(ERROR,
