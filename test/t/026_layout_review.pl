@@ -1,0 +1,52 @@
+# Edges of snowflake.layout found in review, each needing a server of its
+# own or a restart:
+# (1) a layout whose time field is wider than timestamps can show (44 bits
+# of seconds) issues IDs, at the clock's second, and continues above them
+# after a restart (its marks were refused as out of range, so it issued
+# nothing).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Utils;
+use Test::More;
+use lib 'test/lib';
+use SnowflakeTest;
+
+my $sonyflake = 'time 39, sequence 8, node 16, unit 10ms';
+
+# (1) 44 bits of seconds: about 146,000 years are counted, not 557,000.
+my $wide = snowflake_node('wide',
+	"snowflake.node_id = 200\nsnowflake.layout = 'time 44, node 8, sequence 11, unit 1s'\n");
+$wide->start;
+query($wide, 'CREATE EXTENSION snowflake');
+ok( poll_until(
+		$wide, 'postgres',
+		q{SELECT state = 'ready' FROM snowflake_status()}, 30),
+	'a 44-bit field of seconds: the generator becomes ready');
+SKIP:
+{
+	skip 'the generator is not ready', 2
+	  unless query($wide, 'SELECT state FROM snowflake_status()') eq 'ready';
+	query($wide, 'CREATE TABLE ids (id bigint, run int, ts timestamptz)');
+	query($wide, 'INSERT INTO ids SELECT snowflake_nextval(), 1, clock_timestamp() FROM generate_series(1, 300)');
+	is( query(
+			$wide, q{
+		SELECT count(DISTINCT id) = 300
+		   AND bool_and(snowflake_node(id) = 200)
+		   AND bool_and(snowflake_timestamp(id) <= ts
+		                AND snowflake_timestamp(id) > ts - interval '1 s')
+		FROM ids}),
+		't',
+		'it issues IDs of its node, each at the clock\'s second');
+	$wide->restart;
+	wait_until_ready($wide);
+	query($wide, 'INSERT INTO ids SELECT snowflake_nextval(), 2, clock_timestamp() FROM generate_series(1, 10)');
+	is( query(
+			$wide,
+			'SELECT min(id) FILTER (WHERE run = 2) > max(id) FILTER (WHERE run = 1) FROM ids'),
+		't',
+		'after a restart its IDs continue above the earlier ones');
+}
+$wide->stop;
+
+done_testing();
