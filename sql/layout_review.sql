@@ -1,6 +1,6 @@
 --
 -- Edges of snowflake.layout found in review: time fields wider than
--- timestamps can show.
+-- timestamps can show, and the messages of two broken layouts.
 --
 SET TimeZone = 'UTC';
 SET DateStyle = 'ISO';
@@ -29,3 +29,7 @@ SELECT snowflake_timestamp(snowflake_from_timestamp(covers_until, 1, 1, epoch, f
 FROM snowflake_layout('time 44, node 8, sequence 11, unit 1s');
 SELECT snowflake_from_timestamp(covers_until + interval '1 s', 0, 0, epoch, fields)
 FROM snowflake_layout('time 44, node 8, sequence 11, unit 1s');
+
+-- Each broken layout is named for the rule it breaks.
+SELECT snowflake_layout('time 0, node 10, sequence 12');
+SELECT snowflake_layout('time 41, node 5, sequence 12, zero 3, zero 3');

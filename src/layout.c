@@ -86,7 +86,13 @@ layout_derive(SnowflakeLayout *layout, char **problem)
 							SNOWFLAKE_MAX_SEQUENCE_BITS, layout->sequence_bits);
 		return false;
 	}
-	if (layout->time_bits < 1 || total > 64)
+	if (layout->time_bits < 1)
+	{
+		*problem = psprintf("time must have at least 1 bit, not %d",
+							layout->time_bits);
+		return false;
+	}
+	if (total > 64)
 	{
 		*problem = psprintf("the fields take %d bits, more than the 64 of an ID",
 							total);
@@ -214,6 +220,8 @@ layout_parse_fields(const char *text, SnowflakeLayout *layout, char **problem)
 				return false;
 			}
 		}
+		else if (seen_zero && strcmp(name, "zero") == 0)
+			goto twice;
 		else if (seen_zero)
 		{
 			*problem = pstrdup("zero comes after time, node and sequence: "
