@@ -3,7 +3,10 @@
 # (1) a layout whose time field is wider than timestamps can show (44 bits
 # of seconds) issues IDs, at the clock's second, and continues above them
 # after a restart (its marks were refused as out of range, so it issued
-# nothing).
+# nothing);
+# (2) a row of another layout written into the mark table stops issuing at
+# once even when its node id lies beyond this layout's (it was ignored until
+# the next restart).
 use strict;
 use warnings;
 
@@ -48,5 +51,24 @@ SKIP:
 		'after a restart its IDs continue above the earlier ones');
 }
 $wide->stop;
+
+# (2) The default layout: node ids 0..1023.
+my $node = snowflake_node('review', "snowflake.node_id = 7\n");
+$node->start;
+wait_until_ready($node);
+query($node, 'CREATE TABLE ids (id bigint, run int)');
+query($node, 'INSERT INTO ids SELECT snowflake_nextval(), 1 FROM generate_series(1, 100)');
+my $epoch = query($node, 'SHOW snowflake.epoch');
+query($node, "INSERT INTO snowflake_high_water (node_id, epoch, high_water, layout)
+	VALUES (40000, '$epoch', clock_timestamp(), '$sonyflake')");
+ok( poll_until(
+		$node, 'postgres',
+		q{SELECT state = 'error' FROM snowflake_status()}, 10),
+	'a mark row of another layout, of a node id beyond ours, stops issuing at once');
+my ($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_nextval()');
+like($err, qr/snowflake\.layout was changed: the high-water table holds marks written under layout "\Q$sonyflake\E", but the server runs with "time 41, node 10, sequence 12, unit 1ms"/,
+	'the refusal names both layouts');
+
+$node->stop;
 
 done_testing();
