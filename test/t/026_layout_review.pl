@@ -6,7 +6,10 @@
 # nothing);
 # (2) a row of another layout written into the mark table stops issuing at
 # once even when its node id lies beyond this layout's (it was ignored until
-# the next restart).
+# the next restart);
+# (3) a mark file of another layout is refused naming both layouts and is
+# left as it was, even when its node ids do not fit this layout (it was
+# called corrupted); set back, IDs continue above the earlier ones.
 use strict;
 use warnings;
 
@@ -69,6 +72,38 @@ my ($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_nextval()');
 like($err, qr/snowflake\.layout was changed: the high-water table holds marks written under layout "\Q$sonyflake\E", but the server runs with "time 41, node 10, sequence 12, unit 1ms"/,
 	'the refusal names both layouts');
 
+# (3) The table set right, the mark file made another layout's, with a node
+# id beyond ours.
+query($node, 'DELETE FROM snowflake_high_water WHERE node_id = 40000');
+$node->stop;
+my $marks_file = $node->data_dir . '/snowflake.marks';
+my $ours = slurp_file($marks_file);
+my ($header, $lines) = $ours =~ /^(snowflake marks 1 epoch \d+) layout [^\n]*\n(.*)\z/s
+  or die "unexpected mark file: $ours";
+my $theirs = "$header layout $sonyflake\n40000 1796143200003 0\n$lines";
+replace_file($marks_file, $theirs);
+$node->start;
+ok( poll_until(
+		$node, 'postgres',
+		q{SELECT state = 'error' FROM snowflake_status()}, 10),
+	'a mark file of another layout is refused');
+like(
+	query($node, 'SELECT last_error FROM snowflake_status()'),
+	qr/snowflake\.layout was changed: the mark file snowflake\.marks holds marks written under layout "\Q$sonyflake\E"/,
+	'its refusal names the file\'s layout, not a corrupted line');
+is(slurp_file($marks_file), $theirs, 'and the file is left as it was');
+
+# Set back: IDs continue above those issued before.
+$node->stop;
+replace_file($marks_file, $ours);
+$node->start;
+wait_until_ready($node);
+query($node, 'INSERT INTO ids SELECT snowflake_nextval(), 2 FROM generate_series(1, 100)');
+is( query(
+		$node,
+		'SELECT min(id) FILTER (WHERE run = 2) > max(id) FILTER (WHERE run = 1) FROM ids'),
+	't',
+	'with the mark file set back, IDs continue above the earlier ones');
 $node->stop;
 
 done_testing();
