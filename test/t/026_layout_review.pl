@@ -4,15 +4,18 @@
 # of seconds) issues IDs, at the clock's second, and continues above them
 # after a restart (its marks were refused as out of range, so it issued
 # nothing);
-# (2) a row of another layout written into the mark table stops issuing at
-# once even when its node id lies beyond this layout's (it was ignored until
-# the next restart);
+# (2) a row of another layout written into the mark table stops issuing
+# even when its node id lies beyond this layout's (it was ignored until the
+# next restart), and even when its transaction commits after the worker,
+# woken by the trigger, read the table again (that read missed it, and IDs
+# went on until the next restart; so for another epoch too);
 # (3) a mark file of another layout is refused naming both layouts and is
 # left as it was, even when its node ids do not fit this layout (it was
 # called corrupted); set back, IDs continue above the earlier ones.
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 'test/lib';
@@ -62,19 +65,47 @@ wait_until_ready($node);
 query($node, 'CREATE TABLE ids (id bigint, run int)');
 query($node, 'INSERT INTO ids SELECT snowflake_nextval(), 1 FROM generate_series(1, 100)');
 my $epoch = query($node, 'SHOW snowflake.epoch');
-query($node, "INSERT INTO snowflake_high_water (node_id, epoch, high_water, layout)
-	VALUES (40000, '$epoch', clock_timestamp(), '$sonyflake')");
+
+# Insert a row into the mark table in a transaction that stays open for a
+# while (as a restore's does), so that the worker, woken by the trigger,
+# reads the table before it commits; returns once it has committed.
+sub insert_mark_slowly
+{
+	my ($values) = @_;
+	my ($stdout, $stderr) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
+		'<', \"BEGIN;\nINSERT INTO snowflake_high_water (node_id, epoch, high_water, layout) VALUES ($values);\nSELECT pg_sleep(3);\nCOMMIT;\n",
+		'>', \$stdout, '2>', \$stderr);
+	$h->finish or die "insert failed: $stderr";
+	return;
+}
+
+insert_mark_slowly("40000, '$epoch', clock_timestamp(), '$sonyflake'");
 ok( poll_until(
 		$node, 'postgres',
 		q{SELECT state = 'error' FROM snowflake_status()}, 10),
-	'a mark row of another layout, of a node id beyond ours, stops issuing at once');
+	'a mark row of another layout, of a node id beyond ours, committed late, stops issuing');
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_nextval()');
 like($err, qr/snowflake\.layout was changed: the high-water table holds marks written under layout "\Q$sonyflake\E", but the server runs with "time 41, node 10, sequence 12, unit 1ms"/,
 	'the refusal names both layouts');
 
+# The same for a row of another epoch, of a node id in range.
+query($node, 'DELETE FROM snowflake_high_water WHERE node_id = 40000');
+$node->restart;
+wait_until_ready($node);
+insert_mark_slowly("3, '2020-01-01+00', clock_timestamp(), 'time 41, node 10, sequence 12, unit 1ms'");
+ok( poll_until(
+		$node, 'postgres',
+		q{SELECT state = 'error' FROM snowflake_status()}, 10),
+	'a mark row of another epoch, committed late, stops issuing');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_nextval()');
+like($err, qr/snowflake\.epoch was changed: the high-water table holds marks written under epoch 2020-01-01/,
+	'the refusal names the epochs');
+query($node, 'DELETE FROM snowflake_high_water WHERE node_id = 3');
+
 # (3) The table set right, the mark file made another layout's, with a node
 # id beyond ours.
-query($node, 'DELETE FROM snowflake_high_water WHERE node_id = 40000');
 $node->stop;
 my $marks_file = $node->data_dir . '/snowflake.marks';
 my $ours = slurp_file($marks_file);
