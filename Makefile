@@ -26,7 +26,7 @@ DATA = snowflake--1.0.sql snowflake--1.0--1.1.sql snowflake--1.1--1.2.sql snowfl
 #   make prove_installcheck    the TAP suites (test/t/*.pl), or only some:
 #     make prove_installcheck PROVE_TESTS=test/t/003_settings.pl
 # Both start their own preloaded throwaway servers: none has to be running.
-REGRESS = setup layout functions errors status catalog search_path convert_column marks
+REGRESS = setup layout layouts functions errors status catalog search_path convert_column marks layout_review
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)

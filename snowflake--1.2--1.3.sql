@@ -21,6 +21,40 @@ ALTER TABLE @extschema@.snowflake_high_water
 
 -- The node and the sequence now follow snowflake.layout: STABLE, like the
 -- timestamp.  Index expressions use the variants with the layout given.
+-- An index, a generated column or a partition key built on them while
+-- they were IMMUTABLE would keep working here, but would make
+-- every dump of this database (and pg_upgrade) fail to restore, since
+-- PostgreSQL accepts only IMMUTABLE functions there: refuse the update
+-- first, naming the object, while nothing has changed yet.
+DO $check$
+DECLARE
+	blocker pg_catalog.text;
+BEGIN
+	SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) INTO blocker
+	FROM pg_catalog.pg_depend d
+	WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+	  AND d.refobjid OPERATOR(pg_catalog.=) ANY (ARRAY[
+		'@extschema@.snowflake_node(pg_catalog.int8)'::pg_catalog.regprocedure,
+		'@extschema@.snowflake_sequence(pg_catalog.int8)'::pg_catalog.regprocedure]::pg_catalog.oid[])
+	  AND (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+		OR EXISTS (SELECT FROM pg_catalog.pg_attrdef ad
+			JOIN pg_catalog.pg_attribute a
+			  ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
+			 AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
+			WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+			  AND ad.oid OPERATOR(pg_catalog.=) d.objid
+			  AND a.attgenerated OPERATOR(pg_catalog.<>) ''))
+	ORDER BY 1
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION '% uses snowflake_node(bigint) or snowflake_sequence(bigint), which become STABLE in 1.3', blocker
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'They now follow snowflake.layout; indexes, generated columns and partition keys need IMMUTABLE functions, so a dump of this database would no longer restore.',
+				  HINT = 'Drop that object, run ALTER EXTENSION snowflake UPDATE, then create it again with the layout given: snowflake_node(id, ''snowflake'') or snowflake_sequence(id, ''snowflake'').';
+	END IF;
+END
+$check$;
+
 ALTER FUNCTION @extschema@.snowflake_node(pg_catalog.int8) STABLE;
 ALTER FUNCTION @extschema@.snowflake_sequence(pg_catalog.int8) STABLE;
 

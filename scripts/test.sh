@@ -22,6 +22,9 @@ install_packages make gcc "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJO
 	postgresql-server-dev-all debhelper build-essential gnuplot-nox $SOAK_PACKAGES \
 	"postgresql-$PG_MAJOR-pglogical" "postgresql-$PG_MAJOR-partman" nodejs \
 	lintian pgxnclient unzip
+# npm, for test/t/025_interop.pl's npm ci: NodeSource's nodejs package
+# brings its own and conflicts with Debian's, which Debian's nodejs lacks.
+command -v npm >/dev/null || install_packages npm
 passed=0
 failed=0
 

@@ -58,7 +58,8 @@ functions_configured_epoch(void)
 	if (snowflake_shared == NULL)
 		shared_state_report_not_preloaded("Add snowflake to shared_preload_libraries "
 										  "in postgresql.conf and restart the server, "
-										  "or pass the epoch explicitly.");
+										  "or use the form of the function that takes "
+										  "the epoch and the layout as arguments.");
 	if (snowflake_rejected_setting != NULL &&
 		strcmp(snowflake_rejected_setting, "snowflake.epoch") == 0)
 		ereport(ERROR,
@@ -758,10 +759,13 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 	node = heap_getattr(row, node_attnum, tupdesc, &node_null);
 	epoch = heap_getattr(row, epoch_attnum, tupdesc, &epoch_null);
 	mark = heap_getattr(row, mark_attnum, tupdesc, &mark_null);
-	if (node_null || epoch_null || mark_null ||
-		DatumGetInt32(node) < 0 || DatumGetInt32(node) > snowflake_layout.max_node)
+	if (node_null || epoch_null || mark_null)
 		return PointerGetDatum(NULL);	/* the table's constraints say why */
 
+	/*
+	 * Another epoch or layout first: its node ids may lie beyond this
+	 * layout's, and such a row must stop the generator all the same.
+	 */
 	layout_attnum = SPI_fnumber(tupdesc, "layout");
 	if (layout_attnum > 0)
 	{
@@ -776,6 +780,8 @@ snowflake_high_water_honour(PG_FUNCTION_ARGS)
 		shared_state_honour_mark(DatumGetInt32(node), false, 0);
 		return PointerGetDatum(NULL);
 	}
+	if (DatumGetInt32(node) < 0 || DatumGetInt32(node) > snowflake_layout.max_node)
+		return PointerGetDatum(NULL);	/* no node id of this layout */
 
 	/*
 	 * A mark the generator could never pass would stop this node id for good,

@@ -510,12 +510,12 @@ generator_take_in(int wanted, int *taken, const GeneratorShape shape)
 	uint64		last_id;
 	int64		wait_started = 0;
 
-	Assert(wanted >= 1 && wanted <= snowflake_layout.ids_per_tick);
-
+	/* Raises when not preloaded, before the layout (then unset) is used. */
 	if (unlikely(shared == NULL ||
 				 pg_atomic_read_u32(&shared->phase) != SNOWFLAKE_PHASE_READY ||
 				 RecoveryInProgress()))
 		generator_wait_until_ready(&wait_started);
+	Assert(wanted >= 1 && wanted <= snowflake_layout.ids_per_tick);
 
 	last_id = generator_read_last_id();
 	for (;;)

@@ -15,7 +15,8 @@
  * to 1ms.  The fields may take all 64 bits: bit 63 is the sign and stays 0,
  * so the time field then has one bit fewer to count with (Instagram's
  * 41-bit time counts 40 bits of ms in a positive bigint).  A layout must
- * cover at least 10 years from its epoch, and have at most 65,536 node ids.
+ * cover at least 10 years from its epoch, and have at most 65,536 node ids;
+ * a time field counts at most about 146,000 years, however wide.
  *
  * Parsing never raises: the setting's check hook and the SQL functions
  * report a problem each in their own way.
@@ -34,6 +35,14 @@ SnowflakeLayout snowflake_layout;
 
 #define LAYOUT_MIN_YEARS	10
 #define LAYOUT_MS_PER_YEAR	(365.25 * 86400.0 * 1000.0)
+
+/*
+ * The longest a time field counts, in microseconds: about 146,000 years.
+ * Timestamps end in 294276 AD, so a wider field could not be read anyway.
+ * Capped, the field's end in ms and in microseconds fits an int64, and so
+ * does the epoch plus that for any epoch before the year 148,000.
+ */
+#define LAYOUT_MAX_SPAN_MICROS	(INT64CONST(1) << 62)
 
 typedef struct LayoutPreset
 {
@@ -77,7 +86,13 @@ layout_derive(SnowflakeLayout *layout, char **problem)
 							SNOWFLAKE_MAX_SEQUENCE_BITS, layout->sequence_bits);
 		return false;
 	}
-	if (layout->time_bits < 1 || total > 64)
+	if (layout->time_bits < 1)
+	{
+		*problem = psprintf("time must have at least 1 bit, not %d",
+							layout->time_bits);
+		return false;
+	}
+	if (total > 64)
 	{
 		*problem = psprintf("the fields take %d bits, more than the 64 of an ID",
 							total);
@@ -88,7 +103,8 @@ layout_derive(SnowflakeLayout *layout, char **problem)
 	usable_time_bits = Min(layout->time_bits, 63 - (total - layout->time_bits));
 	layout->unit_micros = (int64) layout->unit_ms * 1000;
 	layout->tick_shift = layout->node_bits + layout->sequence_bits;
-	layout->max_tick = (INT64CONST(1) << usable_time_bits) - 1;
+	layout->max_tick = Min((INT64CONST(1) << usable_time_bits) - 1,
+						   LAYOUT_MAX_SPAN_MICROS / layout->unit_micros);
 	layout->max_node = (1 << layout->node_bits) - 1;
 	layout->max_sequence = (1 << layout->sequence_bits) - 1;
 	layout->ids_per_tick = layout->max_sequence + 1;
@@ -204,6 +220,8 @@ layout_parse_fields(const char *text, SnowflakeLayout *layout, char **problem)
 				return false;
 			}
 		}
+		else if (seen_zero && strcmp(name, "zero") == 0)
+			goto twice;
 		else if (seen_zero)
 		{
 			*problem = pstrdup("zero comes after time, node and sequence: "

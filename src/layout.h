@@ -49,7 +49,7 @@ typedef struct SnowflakeLayout
 	/* Derived by layout_derive() */
 	int64		unit_micros;
 	int			tick_shift;		/* of the time field in a word */
-	int64		max_tick;		/* bit 63 stays 0 */
+	int64		max_tick;		/* bit 63 stays 0; see layout.c */
 	int			max_node;
 	int			max_sequence;
 	int			ids_per_tick;

@@ -53,6 +53,17 @@ static TimestampTz mark_file_epoch = 0;
  */
 static char mark_file_layout[SNOWFLAKE_LAYOUT_TEXT_LEN];
 
+/*
+ * Whether the file, as loaded so far, was written under another epoch or
+ * layout: its marks are then of other IDs, and the worker refuses them.
+ */
+static bool
+mark_file_of_other_ids(void)
+{
+	return (mark_file_epoch != 0 && mark_file_epoch != snowflake_epoch) ||
+		strcmp(mark_file_layout, snowflake_layout.text) != 0;
+}
+
 static void
 mark_file_load(void)
 {
@@ -102,6 +113,14 @@ mark_file_load(void)
 			}
 			continue;
 		}
+
+		/*
+		 * Marks of another epoch or layout need not fit this one's node ids
+		 * and range: leave them unread, so that the refusal names the header
+		 * rather than calling the file corrupted.
+		 */
+		if (mark_file_of_other_ids())
+			break;
 		fields = sscanf(line, "%d %lld %lld %c", &node, &unix_millis, &revision, &extra);
 		if ((fields != 2 && fields != 3) || revision < 0 ||
 			node < 0 || node > snowflake_layout.max_node || unix_millis < 0 ||
@@ -153,8 +172,7 @@ mark_file_other_epoch(TimestampTz *other, const char **other_layout)
 	mark_file_load();
 	*other = mark_file_epoch;
 	*other_layout = mark_file_layout;
-	return (mark_file_epoch != 0 && mark_file_epoch != snowflake_epoch) ||
-		strcmp(mark_file_layout, snowflake_layout.text) != 0;
+	return mark_file_of_other_ids();
 }
 
 /* Record the node's mark (ms since snowflake.epoch) durably. */
@@ -166,6 +184,14 @@ mark_file_write(int node, int64 mark_millis, int64 etcd_revision)
 	int			i;
 
 	mark_file_load();
+	/* Never relabel, nor drop, the marks of other IDs (they went unread). */
+	if (mark_file_of_other_ids())
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("file \"%s\" holds marks of another snowflake.epoch or "
+					   "snowflake.layout", MARK_FILE_NAME),
+				errhint("Set snowflake.epoch and snowflake.layout back to those "
+						"of the file's first line and restart the server."));
 	mark_file_marks[node] = mark_millis;
 	mark_file_etcd_revisions[node] = etcd_revision;
 

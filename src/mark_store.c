@@ -39,6 +39,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -58,6 +59,9 @@ static char *mark_store_check_home(MarkStoreRefusal *refusal);
  * of another layout cannot record its own.
  */
 static bool mark_store_has_layout = true;
+
+/* The mark table, as mark_store_check_home() last found it. */
+static Oid	mark_store_table = InvalidOid;
 
 static void
 mark_store_begin(const char *activity)
@@ -217,6 +221,7 @@ mark_store_check_home(MarkStoreRefusal *refusal)
 	}
 	ReleaseSysCache(tuple);
 
+	mark_store_table = table;
 	mark_store_has_layout = get_attnum(table, "layout") != InvalidAttrNumber;
 	if (!mark_store_has_layout && strcmp(snowflake_layout.text, SNOWFLAKE_ORIGINAL_LAYOUT) != 0)
 	{
@@ -266,7 +271,7 @@ mark_store_millis(TimestampTz mark, int node, const char *table)
 }
 
 void
-mark_store_read(int node, MarkStoreRead *result)
+mark_store_read(int node, bool wait_for_writers, MarkStoreRead *result)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *table;
@@ -284,6 +289,25 @@ mark_store_read(int node, MarkStoreRead *result)
 	{
 		mark_store_commit();
 		return;
+	}
+
+	/*
+	 * A row the trigger found of another epoch or layout may belong to a
+	 * transaction still open: read only once the table's writers are done
+	 * (SHARE conflicts with their ROW EXCLUSIVE), with a snapshot taken after
+	 * them, or the read would miss it and let IDs go on.
+	 */
+	if (wait_for_writers)
+	{
+		if (!ConditionalLockRelationOid(mark_store_table, ShareLock))
+			ereport(ERROR,
+					errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					errmsg("a transaction is still writing %s, which was given a mark "
+						   "of another snowflake.epoch or snowflake.layout", table),
+					errdetail("No ID is issued until it ends; if it commits, the server "
+							  "refuses to issue."));
+		PopActiveSnapshot();
+		PushActiveSnapshot(GetTransactionSnapshot());
 	}
 
 	values[0] = Int32GetDatum(node);

@@ -48,7 +48,7 @@ typedef struct MarkStoreWrite
  * the row holding own_millis, the worker's own last reservation, may come
  * down to the last issued ID (own_millis < 0: none).
  */
-extern void mark_store_read(int node, MarkStoreRead *result);
+extern void mark_store_read(int node, bool wait_for_writers, MarkStoreRead *result);
 extern void mark_store_write(int node, int64 mark_millis, int64 own_millis,
 							 MarkStoreWrite *result);
 extern void mark_store_check(MarkStoreRefusal *refusal);

@@ -94,6 +94,7 @@ shared_state_startup(void)
 		for (int i = 0; i < SNOWFLAKE_NODE_LIMIT; i++)
 			pg_atomic_init_u64(&shared->honour_floor[i], 0);
 		pg_atomic_init_u32(&shared->reopen_wanted, 0);
+		pg_atomic_init_u32(&shared->foreign_marks, 0);
 		pg_atomic_init_u32(&shared->reservation_failing, 0);
 		pg_atomic_init_u64(&shared->backend_error_at_id, 0);
 		pg_atomic_init_u32(&shared->connect_attempts, 0);
@@ -374,9 +375,11 @@ shared_state_raise_last_id(uint64 *old_id, int node, int64 mark_millis, bool clo
  * swap (every ID is above last_id, and the worker only ever moves it up, so
  * this cannot be lost in a race with it), and close the generator so that
  * the worker reopens it with the right phase (waiting for the clock, or
- * clock_behind).  A mark of another epoch only closes it: the worker's
- * read refuses it.  Raising a floor that is never committed (the restore
- * rolls back) only costs a wait.  Returns whether the generator was closed.
+ * clock_behind).  A mark of another epoch or layout only closes it and is
+ * counted: the worker's next read of the table waits for the transaction
+ * that wrote it, then refuses it.  Raising a floor that is never committed
+ * (the restore rolls back) only costs a wait.  Returns whether the
+ * generator was closed.
  */
 bool
 shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
@@ -414,10 +417,19 @@ shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis)
 		if (!shared_state_raise_last_id(&old_id, node, mark_millis, true))
 			return false;
 	}
+	else
+		pg_atomic_fetch_add_u32(&shared->foreign_marks, 1);
 	(void) shared_state_close(SNOWFLAKE_PHASE_STARTING,
 							  SNOWFLAKE_CLOSE_KEEP_NODE | SNOWFLAKE_CLOSE_REOPEN);
 	shared_state_wake_worker();
 	return true;
+}
+
+/* How many rows of another epoch or layout the trigger has seen. */
+uint32
+shared_state_foreign_marks(void)
+{
+	return pg_atomic_read_u32(&snowflake_shared->foreign_marks);
 }
 
 /*

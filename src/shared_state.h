@@ -17,10 +17,10 @@
  *	- reserved_until, high_water, reservation_latency_us,
  *	  reservation_failing, reservation_wanted_since, current_node,
  *	  placeholder_id, previous_last_millis, uncounted_ids, honour_floor[],
- *	  reopen_wanted, backend_error_at_id: atomics written only here, by the
- *	  worker through shared_state_open(), shared_state_publish_reservation()
- *	  and friends, or by a backend through shared_state_honour_mark() and
- *	  shared_state_wake_worker().  reserved_until is set to 0 (with a
+ *	  reopen_wanted, foreign_marks, backend_error_at_id: atomics written
+ *	  only here, by the worker through shared_state_open(),
+ *	  shared_state_publish_reservation() and friends, or by a backend
+ *	  through shared_state_honour_mark() and shared_state_wake_worker().  reserved_until is set to 0 (with a
  *	  barrier) before last_id moves, so that no backend pairs a new last_id
  *	  with an old reservation.
  *	- phase: an atomic written only by shared_state_set_phase() (from the
@@ -187,6 +187,13 @@ typedef struct SnowflakeShared
 	pg_atomic_uint64 honour_floor[SNOWFLAKE_NODE_LIMIT];
 	pg_atomic_uint32 reopen_wanted;
 
+	/*
+	 * Rows of another epoch or layout the trigger has seen, counted: the
+	 * transaction that wrote one may not have committed when the worker reads
+	 * the table again, so that read waits for the table's writers.
+	 */
+	pg_atomic_uint32 foreign_marks;
+
 	/* last_id when a backend last wrote last_error: cleared once IDs move on */
 	pg_atomic_uint64 backend_error_at_id;
 
@@ -269,6 +276,7 @@ extern void shared_state_set_clock_behind(int64 behind_millis);
 extern bool shared_state_reopen_wanted(void);
 extern void shared_state_clear_reopen(void);
 extern bool shared_state_honour_mark(int node, bool same_epoch, int64 mark_millis);
+extern uint32 shared_state_foreign_marks(void);
 extern int64 shared_state_node_floor(int node);
 extern int64 shared_state_last_issued_millis(void);
 extern void shared_state_set_worker_latch(Latch *latch);

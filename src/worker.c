@@ -103,6 +103,12 @@ static int	worker_problem_count = 0;
  */
 static int64 worker_skip_until[SNOWFLAKE_NODE_LIMIT];
 
+/*
+ * shared_state_foreign_marks() as of the last read of the table: when it
+ * has moved, the next read waits for the table's writers.
+ */
+static uint32 worker_foreign_marks_read = 0;
+
 static void worker_report_message(const char *message, const char *detail,
 								  const char *hint);
 static void worker_refuse_message(SnowflakePhase phase, const char *message,
@@ -285,7 +291,15 @@ worker_do(WorkerStep *step)
 	switch (step->call)
 	{
 		case WORKER_TABLE_READ:
-			mark_store_read(step->node, &step->out.table_read);
+			{
+				uint32		foreign = shared_state_foreign_marks();
+
+				mark_store_read(step->node, foreign != worker_foreign_marks_read,
+								&step->out.table_read);
+				/* Read: those rows are in it, or were never committed. */
+				if (step->out.table_read.refusal.message == NULL)
+					worker_foreign_marks_read = foreign;
+			}
 			break;
 		case WORKER_TABLE_WRITE:
 			mark_store_write(step->node, step->millis, step->own_millis,

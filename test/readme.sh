@@ -128,6 +128,26 @@ for file in "${blocks[@]}"; do
 	check "README.md line $line runs: ${first:0:60}" run_block "$file"
 done
 
+# The table of presets under Layouts says what snowflake_layout() says of
+# each preset, row for row, in the same words.
+presets_table() {
+	sed -n '/<!-- presets:begin -->/,/<!-- presets:end -->/p' "$README" |
+		grep '^| `' >"$work/presets.readme"
+	[ -s "$work/presets.readme" ] || { echo "no presets table in README.md"; return 1; }
+	as_server_user psql -X -q -At -h "$work" -U postgres -d postgres -c "
+		SET TimeZone = 'UTC';
+		SELECT format('| \`%s\` | %s | %s | %s | %s | %s | %s | %s |', l.name,
+			regexp_replace(l.fields, ', unit .*$', ''), substring(l.fields from 'unit (.*)$'),
+			to_char(l.ids_per_unit, 'FM999,999,999'), to_char(l.node_ids, 'FM999,999'),
+			to_char(l.epoch, 'YYYY-MM-DD HH24:MI:SS.MS'),
+			round((extract(epoch FROM l.covers_until - l.epoch) / (365.25 * 86400))::numeric, 1),
+			l.covers_until::date)
+		FROM unnest(ARRAY['snowflake', 'twitter', 'instagram', 'sonyflake']) WITH ORDINALITY AS p(name, n),
+			snowflake_layout(p.name) AS l ORDER BY p.n" >"$work/presets.sql.out" || return 1
+	diff -u "$work/presets.sql.out" "$work/presets.readme"
+}
+check "README.md's table of presets matches snowflake_layout()" presets_table
+
 check "the server is still up after the examples" \
 	as_server_user pg_ctl -D "$work/data" status
 if [ "$failures" -ne 0 ]; then

@@ -42,12 +42,17 @@ like($err, qr/55000: snowflake must be loaded via shared_preload_libraries/,
 	'without preload, nextval fails with SQLSTATE 55000');
 like($err, qr/HINT:  Add snowflake to shared_preload_libraries in postgresql.conf/,
 	'and the hint says what to put in postgresql.conf');
-is($node->safe_psql('postgres', q{SELECT snowflake_node(4096 * 5) || ',' || snowflake_timestamp(4194304, '2024-01-01+00')}),
-	'5,2024-01-01 00:00:00.001+00', 'decoding with an explicit epoch works without preload');
+is($node->safe_psql('postgres', q{SELECT snowflake_node(4096 * 5, 'snowflake') || ',' || snowflake_timestamp(4194304, '2024-01-01+00')
+	|| ',' || snowflake_timestamp(16777216, '2014-09-01+00', 'sonyflake')}),
+	'5,2024-01-01 00:00:00.001+00,2014-09-01 00:00:00.01+00',
+	'decoding with the epoch and layout given works without preload');
 my ($ret, $out);
 ($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_timestamp(4194304)');
-like($err, qr/must be loaded via shared_preload_libraries.*\n.*HINT:.*pass the epoch explicitly/,
-	'decoding by snowflake.epoch says to preload or pass the epoch');
+like($err, qr/must be loaded via shared_preload_libraries.*\n.*HINT:.*takes the epoch and the layout as arguments/,
+	'decoding by snowflake.epoch says to preload or pass the epoch and layout');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT snowflake_node(20480)');
+like($err, qr/must be loaded via shared_preload_libraries.*\n.*HINT:.*takes the epoch and the layout as arguments/,
+	'so does decoding the node by snowflake.layout');
 like($node->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name LIKE 'snowflake.%'}),
 	qr/^0$/, 'no settings are defined without preload');
 
@@ -61,10 +66,17 @@ is($node->safe_psql('postgres', q{SELECT state || ',' || coalesce(node_id::text,
 	'no_node_id,null', 'status says no_node_id');
 
 # Node id out of range: PostgreSQL warns and keeps -1, so nothing is issued.
-my $offset = restart_with("snowflake.node_id = 5000\n");
-ok($node->log_contains(qr/5000 is outside the valid range for parameter "snowflake.node_id" \(-1 \.\. 1023\)/, $offset),
+my $offset = restart_with("snowflake.node_id = 70000\n");
+ok($node->log_contains(qr/70000 is outside the valid range for parameter "snowflake.node_id" \(-1 \.\. 65535\)/, $offset),
 	'an out-of-range node id is rejected in the log, naming the range');
 like(nextval_error(), qr/snowflake.node_id is not set/, 'and no ID is issued under a default node');
+
+# A node id the layout has no room for (10 node bits): refused, named.
+$offset = restart_with("snowflake.node_id = 5000\n");
+ok($node->log_contains(qr/WARNING:  snowflake.node_id 5000 does not fit snowflake.layout\n.*DETAIL:  Layout "time 41, node 10, sequence 12, unit 1ms" has node ids 0 to 1023/, $offset),
+	'a node id beyond the layout is refused in the log, naming the layout and its range');
+like(nextval_error(), qr/22023: snowflake is not issuing IDs because the configured value of snowflake.node_id was rejected/,
+	'and no ID is issued');
 
 # A valid node id: IDs flow.
 restart_with("snowflake.node_id = 9\n");

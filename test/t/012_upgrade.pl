@@ -1,6 +1,6 @@
 # Upgrading in place: a server whose high-water table was made by the
 # released 1.0 install script is updated with ALTER EXTENSION snowflake
-# UPDATE while it runs, to 1.1 and then to 1.2.  The functions, the
+# UPDATE while it runs, to 1.1, 1.2 and 1.3.  The functions, the
 # settings, the generator and the high-water table with its rows survive;
 # each version's additions arrive; the updated extension has the same
 # objects as a fresh install; and the extension drops and reinstalls
@@ -93,7 +93,7 @@ is(query($node, q{SELECT count(*) FROM ids a, ids b
 # instead of failing) and gain the trigger that honours marks written by
 # others; the rows and the generator come through.
 $marks_before = query($node, $rows_sql);
-query($node, 'ALTER EXTENSION snowflake UPDATE');
+query($node, q{ALTER EXTENSION snowflake UPDATE TO '1.2'});
 is(query($node, q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}), '1.2',
 	'ALTER EXTENSION snowflake UPDATE goes on to 1.2');
 is(query($node, $rows_sql), $marks_before, 'the high-water rows survive the update to 1.2');
@@ -106,24 +106,59 @@ is(query($node, q{SELECT count(*) FROM ids a, ids b
 	WHERE a.phase = '1.2' AND b.phase <> '1.2' AND a.id <= b.id}), 0,
 	'after the update to 1.2, IDs are above every earlier ID');
 
+# 1.3 while running: every row so far was written under the original
+# layout, which the new layout column says; node ids go up to 65535.
+query($node, 'ALTER EXTENSION snowflake UPDATE');
+is(query($node, q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}), '1.3',
+	'ALTER EXTENSION snowflake UPDATE goes on to 1.3');
+is(query($node, q{SELECT string_agg(DISTINCT layout, ',') FROM snowflake_high_water}),
+	'time 41, node 10, sequence 12, unit 1ms', '1.3: the rows are of the original layout');
+query($node, q{INSERT INTO ids (phase) SELECT '1.3' FROM generate_series(1, 1000)});
+is(query($node, q{SELECT count(*) FROM ids a, ids b
+	WHERE a.phase = '1.3' AND b.phase <> '1.3' AND a.id <= b.id}), 0,
+	'after the update to 1.3, IDs are above every earlier ID');
+is(query($node, q{SELECT string_agg(DISTINCT layout, ',') FROM snowflake_high_water}),
+	'time 41, node 10, sequence 12, unit 1ms', 'and the worker writes its layout');
+
+# A server of another layout cannot record it in a table older than 1.3:
+# it refuses until the extension is updated, then issues.
+my $other = snowflake_node('upgrade_layout', "snowflake.node_id = 4\nsnowflake.layout = sonyflake\n");
+$other->start;
+query($other, q{CREATE EXTENSION snowflake VERSION '1.2'});
+my ($ret, $out, $err);
+poll_until($other, 'postgres',
+	q{SELECT last_error LIKE '%older than 1.3%' FROM snowflake_status()}, 30);
+like(query($other, 'SELECT last_error FROM snowflake_status()'),
+	qr/older than 1\.3 and cannot record snowflake\.layout "time 39, sequence 8, node 16, unit 10ms"/,
+	'a sonyflake server refuses a 1.2 table, naming its layout');
+($ret, $out, $err) = $other->psql('postgres', 'SELECT snowflake_nextval()');
+like($err, qr/ALTER EXTENSION snowflake UPDATE/, 'snowflake_nextval() says to update');
+query($other, 'ALTER EXTENSION snowflake UPDATE');
+wait_until_ready($other);
+is(query($other, q{SELECT snowflake_node(snowflake_nextval())}), 4, 'after the update it issues');
+is(query($other, q{SELECT layout FROM snowflake_high_water}),
+	'time 39, sequence 8, node 16, unit 10ms', 'and records its layout');
+$other->stop;
+
 # A fresh install (1.0 then the update scripts, as PostgreSQL chains them)
 # has exactly the objects of the updated one.
 query($node, 'CREATE DATABASE app');
 query($node, 'CREATE EXTENSION snowflake', 'app');
-is(query($node, q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}, 'app'), '1.2',
-	'CREATE EXTENSION installs 1.2');
+is(query($node, q{SELECT extversion FROM pg_extension WHERE extname = 'snowflake'}, 'app'), '1.3',
+	'CREATE EXTENSION installs 1.3');
 my $objects_1_1 = query($node, $objects_sql, 'app');
-is($objects_1_1, query($node, $objects_sql), 'a fresh 1.2 has the same objects as an updated 1.0');
+is($objects_1_1, query($node, $objects_sql), 'a fresh 1.3 has the same objects as an updated 1.0');
 like($objects_1_1, qr/snowflake_convert_column/, 'including snowflake_convert_column');
 like($objects_1_1, qr/snowflake_high_water_honour/, 'and the trigger function');
-is(scalar(() = $objects_1_1 =~ /\n/g), scalar(() = $objects_1_0 =~ /\n/g) + 2,
-	'1.1 and 1.2 add one function each to 1.0');
+like($objects_1_1, qr/snowflake_layout\(text\)/, 'and snowflake_layout()');
+is(scalar(() = $objects_1_1 =~ /\n/g), scalar(() = $objects_1_0 =~ /\n/g) + 8,
+	'1.1 and 1.2 add one function each to 1.0, 1.3 six');
 
 # Drop and reinstall, in a database other than snowflake.database (there
 # the table holds the marks: see the README).
 query($node, 'CREATE TABLE t (id bigint PRIMARY KEY DEFAULT snowflake_nextval())', 'app');
 query($node, 'INSERT INTO t DEFAULT VALUES', 'app');
-my ($ret, $out, $err) = $node->psql('app', 'DROP EXTENSION snowflake');
+($ret, $out, $err) = $node->psql('app', 'DROP EXTENSION snowflake');
 like($err, qr/cannot drop extension snowflake because other objects depend on it/,
 	'DROP EXTENSION refuses while a table uses its default');
 query($node, 'DROP TABLE t; DROP EXTENSION snowflake', 'app');
