@@ -469,6 +469,7 @@ generator_shape(void)
 /*
  * Whether the server's layout is the original one, whose words are its IDs
  * (snowflake.layout is fixed from server start: looked at once per backend).
+ * Without preloading the layout is unset; generator_take_in() raises then.
  */
 static inline bool
 generator_layout_is_original(void)
@@ -482,6 +483,8 @@ generator_layout_is_original(void)
 		GeneratorShape constants = GENERATOR_ORIGINAL_SHAPE;
 #endif
 
+		if (snowflake_shared == NULL)
+			return false;
 		original = strcmp(snowflake_layout.text, SNOWFLAKE_ORIGINAL_LAYOUT) == 0;
 		/* The constants are what the original layout's text says. */
 		Assert(!original ||
