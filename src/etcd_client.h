@@ -50,5 +50,6 @@ extern char *etcd_printable(const char *text, int max_len);
 extern const char *etcd_cluster_id(void);
 extern bool etcd_take_revision_regression(void);
 extern int64 etcd_longest_request_ms(void);
+extern void etcd_traffic(int64 *answers, int64 *bytes);
 
 #endif							/* SNOWFLAKE_ETCD_CLIENT_H */

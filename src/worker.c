@@ -759,6 +759,11 @@ worker_acquire_node(void)
 	{
 		NodeClaim	claim;
 		WorkerStep	step;
+		uint64		claim_started;
+		int64		answers_before;
+		int64		bytes_before;
+		int64		answers;
+		int64		bytes;
 
 		if (!node_lease_held() &&
 			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
@@ -775,15 +780,22 @@ worker_acquire_node(void)
 		memset(&step, 0, sizeof(step));
 		step.call = WORKER_NODE_CLAIM;
 		step.claim = &claim;
+		claim_started = shared_state_monotonic_micros();
+		etcd_traffic(&answers_before, &bytes_before);
 		if (!worker_run(&step, "claim a node id in etcd"))
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
 		else if (claim.node >= 0)
 		{
 			TimestampTz expires;
 
+			etcd_traffic(&answers, &bytes);
 			ereport(LOG,
 					errmsg("snowflake worker holds node id %d under etcd lease " INT64_FORMAT,
-						   claim.node, shared_state_get_lease(&expires)));
+						   claim.node, shared_state_get_lease(&expires)),
+					errdetail("The claim took %.1f ms, %lld etcd requests and %lld bytes of answers.",
+							  (shared_state_monotonic_micros() - claim_started) / 1000.0,
+							  (long long) (answers - answers_before),
+							  (long long) (bytes - bytes_before)));
 			return claim.node;
 		}
 		else
