@@ -4,13 +4,15 @@
  *	  Holding a node id in etcd: lease, claim, keep-alive, fence, release,
  *	  and the node id's high-water mark kept in etcd.
  *
- * The worker grants a lease of snowflake.etcd_lease_ttl and claims a node id
- * by creating <prefix>/nodes/<N> (six digits from 1024 up) attached to it,
- * only if the key does not exist.  Whoever holds that key may issue IDs
- * under N.  A keep-alive proves only that the lease lives, not that the key
- * is still ours (etcd may have lost it: keys deleted by hand, data wiped, a
- * snapshot restored), so every round, every TTL/4, renews the lease and
- * then reads the key back.  Only
+ * The worker first checks that <prefix>/layout, written by the first server
+ * under the prefix, records this server's epoch and layout.  It grants a
+ * lease of snowflake.etcd_lease_ttl and claims a node id by creating
+ * <prefix>/nodes/<N> (six digits from 1024 up) attached to it, only if the
+ * key does not exist.  Whoever holds that key may issue IDs under N.  A
+ * keep-alive proves only that the lease lives, not that the key is still
+ * ours (etcd may have lost it: keys deleted by hand, data wiped, a snapshot
+ * restored), so every round, every TTL/4, renews the lease and then reads
+ * the key back.  Only
  * when both succeed does the fence (shared fence_deadline) move, to when
  * the lease may expire as seen from this machine's monotonic clock: the time
  * the keep-alive was sent plus the TTL etcd granted, minus a tenth for
@@ -39,8 +41,10 @@
 
 #include "access/xlog.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "postmaster/postmaster.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -484,6 +488,48 @@ node_lease_claim(NodeClaim *claim)
 								  "ahead of this server's clock",
 								  snowflake_layout.max_node + 1 - skipped,
 								  snowflake_etcd_prefix, skipped);
+}
+
+/* A timestamp in UTC, whatever the server's TimeZone: 2024-01-01 00:00:00+00. */
+static char *
+node_lease_utc_text(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char		text[MAXDATELEN + 1];
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				errmsg("timestamp out of range"));
+	tm.tm_isdst = 0;			/* UTC, and say so: +00 */
+	EncodeDateTime(&tm, fsec, true, 0, NULL, USE_ISO_DATES, text);
+	return pstrdup(text);
+}
+
+/*
+ * The servers under one prefix must make IDs of one epoch and layout, or
+ * their IDs could repeat each other's or sort apart.  The first server to
+ * use the prefix records its own in <prefix>/layout (with no lease: it
+ * outlives every server); every later one compares before it claims a node
+ * id.  Returns NULL when they agree, else the refusal, naming both.
+ */
+char *
+node_lease_check_prefix(char **hint)
+{
+	char	   *key = psprintf("%s/layout", snowflake_etcd_prefix);
+	char	   *ours = psprintf("epoch %s, layout %s", node_lease_utc_text(snowflake_epoch),
+								snowflake_layout.text);
+	EtcdKeyValue record;
+
+	if (etcd_create_if_absent(key, ours, 0, &record) || !record.found ||
+		strcmp(record.value, ours) == 0)
+		return NULL;
+	*hint = psprintf("Every server under one etcd prefix needs the same snowflake.epoch and "
+					 "snowflake.layout: set this server's as %s says and restart it, or give "
+					 "it another snowflake.etcd_prefix.", key);
+	return psprintf("the etcd prefix %s is for IDs of %s, but this server makes IDs of %s",
+					snowflake_etcd_prefix, etcd_printable(record.value, 120), ours);
 }
 
 /*

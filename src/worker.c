@@ -113,6 +113,7 @@ static void worker_report_message(const char *message, const char *detail,
 								  const char *hint);
 static void worker_refuse_message(SnowflakePhase phase, const char *message,
 								  const char *hint);
+static void worker_refuse_for_good(void);
 
 /*
  * Report a problem (worker_report) or publish why IDs are refused
@@ -253,6 +254,7 @@ typedef enum WorkerCall
 	WORKER_LEASE_GRANT,
 	WORKER_LEASE_KEEPALIVE,		/* -> out.lease_kept */
 	WORKER_LEASE_REVOKE,
+	WORKER_PREFIX_CHECK,		/* -> out.prefix */
 	WORKER_NODE_CLAIM,			/* claim (in and out) */
 	WORKER_NODE_RELEASE			/* node */
 } WorkerCall;
@@ -282,6 +284,7 @@ typedef struct WorkerStep
 		WorkerFileMark file;
 		NodeLeaseMark etcd;
 		bool		lease_kept;
+		MarkStoreRefusal prefix;	/* message NULL: epoch and layout agree */
 	}			out;
 } WorkerStep;
 
@@ -337,6 +340,9 @@ worker_do(WorkerStep *step)
 			break;
 		case WORKER_LEASE_REVOKE:
 			node_lease_revoke();
+			break;
+		case WORKER_PREFIX_CHECK:
+			step->out.prefix.message = node_lease_check_prefix(&step->out.prefix.hint);
 			break;
 		case WORKER_NODE_CLAIM:
 			node_lease_claim(step->claim);
@@ -752,6 +758,8 @@ failed:
 static int
 worker_acquire_node(void)
 {
+	bool		prefix_checked = false;
+
 	if (!worker_uses_etcd)
 		return snowflake_node_id;
 
@@ -764,6 +772,23 @@ worker_acquire_node(void)
 		int64		bytes_before;
 		int64		answers;
 		int64		bytes;
+
+		if (!prefix_checked &&
+			!worker_run_on(WORKER_PREFIX_CHECK, -1, &step,
+						   "check the epoch and layout recorded under the etcd prefix"))
+		{
+			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
+			(void) worker_sleep(WORKER_RETRY_MS);
+			continue;
+		}
+		if (!prefix_checked && step.out.prefix.message != NULL)
+		{
+			worker_refuse(SNOWFLAKE_PHASE_EPOCH_CHANGED, step.out.prefix.hint,
+						  "%s", step.out.prefix.message);
+			worker_refuse_for_good();
+			return -1;
+		}
+		prefix_checked = true;
 
 		if (!node_lease_held() &&
 			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
@@ -812,32 +837,39 @@ worker_acquire_node(void)
 }
 
 /*
- * The marks were written under another epoch or layout: issue nothing,
- * ever.  Returns only when the server shuts down.
+ * The refusal is published (worker_refuse) and stands for good: IDs made
+ * now could repeat or sort apart from others.  Issue nothing, ever; return
+ * only when the server shuts down.
  */
 static void
-worker_refuse_changed_epoch(TimestampTz other_epoch, const char *other_layout,
-							const char *holder)
+worker_refuse_for_good(void)
 {
-	if (other_layout != NULL && strcmp(other_layout, snowflake_layout.text) != 0)
-		worker_report(NULL,
-					  "Set snowflake.layout back and restart the server. No IDs are issued.",
-					  "snowflake.layout was changed: %s holds "
-					  "marks written under layout \"%s\", but the server runs with \"%s\"",
-					  holder, other_layout, snowflake_layout.text);
-	else
-		worker_report(NULL,
-					  "Set snowflake.epoch back and restart the server. No IDs are issued.",
-					  "snowflake.epoch was changed: %s holds "
-					  "marks written under epoch %s, but the server runs with %s",
-					  holder, pstrdup(timestamptz_to_str(other_epoch)),
-					  pstrdup(timestamptz_to_str(snowflake_epoch)));
-	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
 		worker_revoke_lease();
 	while (!ShutdownRequestPending)
 		(void) worker_sleep(-1);
+}
+
+/* The marks were written under another epoch or layout. */
+static void
+worker_refuse_changed_epoch(TimestampTz other_epoch, const char *other_layout,
+							const char *holder)
+{
+	if (other_layout != NULL && strcmp(other_layout, snowflake_layout.text) != 0)
+		worker_refuse(SNOWFLAKE_PHASE_EPOCH_CHANGED,
+					  "Set snowflake.layout back and restart the server. No IDs are issued.",
+					  "snowflake.layout was changed: %s holds "
+					  "marks written under layout \"%s\", but the server runs with \"%s\"",
+					  holder, other_layout, snowflake_layout.text);
+	else
+		worker_refuse(SNOWFLAKE_PHASE_EPOCH_CHANGED,
+					  "Set snowflake.epoch back and restart the server. No IDs are issued.",
+					  "snowflake.epoch was changed: %s holds "
+					  "marks written under epoch %s, but the server runs with %s",
+					  holder, pstrdup(timestamptz_to_str(other_epoch)),
+					  pstrdup(timestamptz_to_str(snowflake_epoch)));
+	worker_refuse_for_good();
 }
 
 /*
