@@ -773,6 +773,18 @@ worker_acquire_node(void)
 		int64		answers;
 		int64		bytes;
 
+		if (!node_lease_held() &&
+			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
+		{
+			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
+			(void) worker_sleep(WORKER_RETRY_MS);
+			continue;
+		}
+
+		/*
+		 * Before a claim: the prefix's servers make IDs of our epoch and
+		 * layout.
+		 */
 		if (!prefix_checked &&
 			!worker_run_on(WORKER_PREFIX_CHECK, -1, &step,
 						   "check the epoch and layout recorded under the etcd prefix"))
@@ -789,14 +801,6 @@ worker_acquire_node(void)
 			return -1;
 		}
 		prefix_checked = true;
-
-		if (!node_lease_held() &&
-			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
-		{
-			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
-			(void) worker_sleep(WORKER_RETRY_MS);
-			continue;
-		}
 
 		claim.wanted = snowflake_node_source == SNOWFLAKE_NODE_SOURCE_GUC ?
 			snowflake_node_id : -1;
