@@ -334,8 +334,9 @@ node_lease_try(NodeClaim *claim, int node, const char *value, int *skipped)
 }
 
 /*
- * The keys of node ids below 1024, a range for 0 and one for 1 to 999...:
- * the six-digit keys, which all start with 0, sort between them.
+ * The keys of node ids below 1024: one range for 0 and one for the keys
+ * that start with 1 to 9, since the six-digit keys, which all start with 0,
+ * sort between them.
  */
 static void
 node_lease_decimal_ranges(char **keys, char **ends)
@@ -387,9 +388,9 @@ node_lease_lowest_unheld(int lo, int hi)
 
 /*
  * Claim claim->wanted, or else the lowest free node id not skipped.  Below
- * 1024 the keys are listed (at most 1024, a few dozen kB); above, found by
- * counting, so that a claim costs a few small requests however many of the
- * 65,536 node ids are held.
+ * 1024 the keys are listed (at most 1024, about 130 kB of answer); from
+ * 1024 up free ones are found by counting, so that a claim costs a few small
+ * requests however many of the 65,536 node ids are held.
  */
 void
 node_lease_claim(NodeClaim *claim)
@@ -423,7 +424,10 @@ node_lease_claim(NodeClaim *claim)
 		return;
 	}
 
-	/* A key on our lease, of an earlier claim whose answer was lost, is ours. */
+	/*
+	 * A key on our lease, of an earlier claim whose answer was lost, is ours
+	 * (below 1024 the listing shows it too).
+	 */
 	if (wide)
 		foreach(cell, etcd_lease_keys(node_lease_id))
 	{
