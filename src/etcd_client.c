@@ -200,27 +200,18 @@ etcd_guarded_delete(const char *key, int64 lease_id)
 	return etcd_bool_field(&answer, answer.root, "succeeded");
 }
 
-/* Every key that starts with prefix, with its lease (no values). */
+/* Every key in [key, range_end), with its lease (no values). */
 List *
-etcd_list_keys(const char *prefix)
+etcd_list_keys(const char *key, const char *range_end)
 {
-	char	   *range_end = pstrdup(prefix);
-	size_t		len = strlen(prefix);
 	EtcdAnswer	answer;
 	JsonbContainer *kvs;
 	List	   *keys = NIL;
 	int			i;
 
-	/*
-	 * The range [prefix, prefix with its last byte + 1) holds exactly those
-	 * keys.
-	 */
-	Assert(len > 0 && (unsigned char) prefix[len - 1] < 0x7f);
-	range_end[len - 1]++;
-
 	etcd_call("/v3/kv/range",
 			  psprintf("{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}",
-					   etcd_base64(prefix), etcd_base64(range_end)),
+					   etcd_base64(key), etcd_base64(range_end)),
 			  &answer);
 	etcd_check(&answer);
 	kvs = etcd_array_field(&answer, answer.root, "kvs");
@@ -236,4 +227,67 @@ etcd_list_keys(const char *prefix)
 		keys = lappend(keys, kv);
 	}
 	return keys;
+}
+
+/*
+ * How many keys each of the n ranges [keys[i], ends[i]) holds, without the
+ * keys: one transaction, so all are counted at the same revision.
+ */
+void
+etcd_count_keys(int n, char *const *keys, char *const *ends, int64 *counts)
+{
+	StringInfoData body;
+	EtcdAnswer	answer;
+	JsonbContainer *responses;
+	int			i;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"success\":[");
+	for (i = 0; i < n; i++)
+		appendStringInfo(&body, "%s{\"request_range\":{\"key\":\"%s\",\"range_end\":\"%s\","
+						 "\"count_only\":true}}",
+						 i > 0 ? "," : "", etcd_base64(keys[i]), etcd_base64(ends[i]));
+	appendStringInfoString(&body, "]}");
+	etcd_call("/v3/kv/txn", body.data, &answer);
+	etcd_check(&answer);
+	responses = etcd_array_field(&answer, answer.root, "responses");
+	if (!etcd_bool_field(&answer, answer.root, "succeeded") || responses == NULL ||
+		JsonContainerSize(responses) != n)
+		etcd_reject(&answer, "not the %d counts asked for", n);
+	for (i = 0; i < n; i++)
+	{
+		JsonbContainer *range = etcd_object_field(&answer,
+												  etcd_object_element(&answer, responses, i),
+												  "response_range");
+
+		if (range == NULL)
+			etcd_reject(&answer, "a count without its range");
+		counts[i] = etcd_int_field(&answer, range, "count");
+		if (counts[i] < 0)
+			etcd_reject(&answer, "a negative count");
+	}
+}
+
+/* The keys attached to a lease; none when etcd no longer knows it. */
+List *
+etcd_lease_keys(int64 lease_id)
+{
+	EtcdAnswer	answer;
+	JsonbContainer *keys;
+	List	   *result = NIL;
+	int			i;
+
+	etcd_call("/v3/lease/timetolive",
+			  psprintf("{\"ID\":\"" INT64_FORMAT "\",\"keys\":true}", lease_id), &answer);
+	etcd_check(&answer);
+	keys = etcd_array_field(&answer, answer.root, "keys");
+	for (i = 0; keys != NULL && i < (int) JsonContainerSize(keys); i++)
+	{
+		JsonbValue *key = getIthJsonbValueFromContainer(keys, i);
+
+		if (key == NULL)
+			etcd_reject(&answer, "a lease's key is missing");
+		result = lappend(result, etcd_base64_value(&answer, key, "keys"));
+	}
+	return result;
 }

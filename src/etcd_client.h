@@ -45,10 +45,14 @@ extern EtcdGuardedResult etcd_guarded_put(const char *guard_key, int64 guard_lea
 										  const char *key, const char *value,
 										  int64 mod_revision, EtcdKeyValue *current);
 extern bool etcd_guarded_delete(const char *key, int64 lease_id);
-extern List *etcd_list_keys(const char *prefix);
+extern List *etcd_list_keys(const char *key, const char *range_end);
+extern void etcd_count_keys(int n, char *const *keys, char *const *ends,
+							int64 *counts);
+extern List *etcd_lease_keys(int64 lease_id);
 extern char *etcd_printable(const char *text, int max_len);
 extern const char *etcd_cluster_id(void);
 extern bool etcd_take_revision_regression(void);
 extern int64 etcd_longest_request_ms(void);
+extern void etcd_traffic(int64 *answers, int64 *bytes);
 
 #endif							/* SNOWFLAKE_ETCD_CLIENT_H */

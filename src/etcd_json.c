@@ -150,17 +150,13 @@ etcd_int_field(const EtcdAnswer *answer, JsonbContainer *object,
 	return result;
 }
 
-/* A base64 field, decoded and NUL-terminated; absent means empty. */
+/* A base64 string, decoded and NUL-terminated; name says what it is. */
 char *
-etcd_base64_field(const EtcdAnswer *answer, JsonbContainer *object,
-				  const char *name)
+etcd_base64_value(const EtcdAnswer *answer, JsonbValue *value, const char *name)
 {
-	JsonbValue *value = etcd_field(object, name);
 	char	   *decoded;
 	int			len;
 
-	if (value == NULL)
-		return pstrdup("");
 	if (value->type != jbvString)
 		etcd_reject(answer, "\"%s\" is not a string", name);
 	decoded = palloc(pg_b64_dec_len(value->val.string.len) + 1);
@@ -172,6 +168,16 @@ etcd_base64_field(const EtcdAnswer *answer, JsonbContainer *object,
 	if (strlen(decoded) != (size_t) len)
 		etcd_reject(answer, "\"%s\" contains a NUL byte", name);
 	return decoded;
+}
+
+/* A base64 field, decoded and NUL-terminated; absent means empty. */
+char *
+etcd_base64_field(const EtcdAnswer *answer, JsonbContainer *object,
+				  const char *name)
+{
+	JsonbValue *value = etcd_field(object, name);
+
+	return value == NULL ? pstrdup("") : etcd_base64_value(answer, value, name);
 }
 
 bool

@@ -42,6 +42,8 @@ extern JsonbContainer *etcd_object_element(const EtcdAnswer *answer,
 										   JsonbContainer *array, int i);
 extern int64 etcd_int_field(const EtcdAnswer *answer, JsonbContainer *object,
 							const char *name);
+extern char *etcd_base64_value(const EtcdAnswer *answer, JsonbValue *value,
+							   const char *name);
 extern char *etcd_base64_field(const EtcdAnswer *answer,
 							   JsonbContainer *object, const char *name);
 extern bool etcd_bool_field(const EtcdAnswer *answer, JsonbContainer *object,

@@ -58,6 +58,10 @@ static bool etcd_body_too_large = false;
  */
 static char etcd_last_cluster_id[32] = "";
 
+/* Answers received by this process and their bytes, for the claim's log. */
+static int64 etcd_answers = 0;
+static int64 etcd_answer_bytes = 0;
+
 /*
  * The highest header.revision seen, and whether an answer came with a lower
  * one since the caller last asked: etcd's revision only moves forward, so
@@ -335,6 +339,8 @@ etcd_call(const char *path, const char *body, EtcdAnswer *answer)
 		}
 		pg_atomic_write_u64(&snowflake_shared->etcd_latency_us,
 							Max(shared_state_monotonic_micros() - started, 1));
+		etcd_answers++;
+		etcd_answer_bytes += etcd_body_len;
 		etcd_note_cluster_id(answer->root);
 		return;
 	}
@@ -447,4 +453,12 @@ const char *
 etcd_cluster_id(void)
 {
 	return etcd_last_cluster_id;
+}
+
+/* How many answers this process received from etcd, and their bytes. */
+void
+etcd_traffic(int64 *answers, int64 *bytes)
+{
+	*answers = etcd_answers;
+	*bytes = etcd_answer_bytes;
 }

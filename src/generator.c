@@ -290,17 +290,21 @@ generator_wait_until_ready(int64 *wait_started)
 				}
 			case SNOWFLAKE_PHASE_EPOCH_CHANGED:
 				{
-					char		last_error[SNOWFLAKE_LAST_ERROR_LEN];
+					char		refusal[SNOWFLAKE_LAST_ERROR_LEN];
+					char		hint[SNOWFLAKE_LAST_ERROR_LEN];
 
-					/* The worker's report of the epoch change, as it is. */
-					shared_state_get_last_error(last_error);
+					/*
+					 * The worker's refusal as it is: the marks, or the other
+					 * servers under the etcd prefix, are of another epoch or
+					 * layout.
+					 */
+					shared_state_get_refusal(refusal, hint);
 					generator_fail(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-								   errmsg_internal("%s", last_error),
-								   errdetail("Old IDs would look newer than they are, or new "
-											 "IDs could repeat old ones or sort apart from them."),
-								   errhint("Set snowflake.epoch and snowflake.layout back to those "
-										   "the marks were written under, as the message says, and "
-										   "restart the server."));
+								   errmsg_internal("%s", refusal),
+								   errdetail("IDs of another epoch or layout would look older or "
+											 "newer than they are, and could repeat these or sort "
+											 "apart from them."),
+								   errhint("%s", hint));
 				}
 		}
 	}

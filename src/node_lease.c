@@ -4,12 +4,15 @@
  *	  Holding a node id in etcd: lease, claim, keep-alive, fence, release,
  *	  and the node id's high-water mark kept in etcd.
  *
- * The worker grants a lease of snowflake.etcd_lease_ttl and claims a node id
- * by creating <prefix>/nodes/<N> attached to it, only if the key does not
- * exist.  Whoever holds that key may issue IDs under N.  A keep-alive proves
- * only that the lease lives, not that the key is still ours (etcd may have
- * lost it: keys deleted by hand, data wiped, a snapshot restored), so every
- * round, every TTL/4, renews the lease and then reads the key back.  Only
+ * The worker first checks that <prefix>/layout, written by the first server
+ * under the prefix, records this server's epoch and layout.  It grants a
+ * lease of snowflake.etcd_lease_ttl and claims a node id by creating
+ * <prefix>/nodes/<N> (six digits from 1024 up) attached to it, only if the
+ * key does not exist.  Whoever holds that key may issue IDs under N.  A
+ * keep-alive proves only that the lease lives, not that the key is still
+ * ours (etcd may have lost it: keys deleted by hand, data wiped, a snapshot
+ * restored), so every round, every TTL/4, renews the lease and then reads
+ * the key back.  Only
  * when both succeed does the fence (shared fence_deadline) move, to when
  * the lease may expire as seen from this machine's monotonic clock: the time
  * the keep-alive was sent plus the TTL etcd granted, minus a tenth for
@@ -38,8 +41,10 @@
 
 #include "access/xlog.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "postmaster/postmaster.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
 
@@ -69,10 +74,23 @@ static int	node_mark_cached_node = -1;
 static int64 node_mark_cached_revision = 0;
 static int64 node_mark_cached_millis = 0;
 
+/*
+ * Node ids below this, the only ones before layouts had more than 10 node
+ * bits, keep their decimal key <prefix>/nodes/<N>; those from it up have
+ * six digits, <prefix>/nodes/001024 on.  etcd sorts keys as strings, so
+ * only the six-digit keys sort in numeric order ("10" comes before "9"):
+ * a claim counts those by ranges instead of listing them.
+ */
+#define NODE_LEASE_DECIMAL_NODES	1024
+
+/* Blocks of node ids counted in one request while looking for a free one. */
+#define NODE_LEASE_SEARCH_BLOCKS	16
+
 static char *
 node_lease_node_key(int node)
 {
-	return psprintf("%s/nodes/%d", snowflake_etcd_prefix, node);
+	return psprintf(node < NODE_LEASE_DECIMAL_NODES ? "%s/nodes/%d" : "%s/nodes/%06d",
+					snowflake_etcd_prefix, node);
 }
 
 static char *
@@ -267,24 +285,20 @@ node_lease_revoke(void)
 		etcd_lease_revoke(lease_id);
 }
 
-/* Node id n from a key <prefix>/nodes/<n>, or -1. */
+/* Node id n of its key (node_lease_node_key), or -1 for any other key. */
 static int
 node_lease_node_of_key(const char *key)
 {
 	char	   *nodes_prefix = psprintf("%s/nodes/", snowflake_etcd_prefix);
 	const char *digits = key + strlen(nodes_prefix);
-	int			node = 0;
+	int			node;
 
 	if (strncmp(key, nodes_prefix, strlen(nodes_prefix)) != 0 || *digits == '\0' ||
-		strlen(digits) > 5 || (digits[0] == '0' && digits[1] != '\0'))
+		strlen(digits) > 6 || strspn(digits, "0123456789") != strlen(digits))
 		return -1;
-	for (; *digits; digits++)
-	{
-		if (*digits < '0' || *digits > '9')
-			return -1;
-		node = node * 10 + (*digits - '0');
-	}
-	return node <= snowflake_layout.max_node ? node : -1;
+	node = atoi(digits);
+	return node <= snowflake_layout.max_node &&
+		strcmp(key, node_lease_node_key(node)) == 0 ? node : -1;
 }
 
 static void
@@ -296,17 +310,97 @@ node_lease_hold(NodeClaim *claim, int node)
 }
 
 /*
- * Claim claim->wanted, or else the lowest free node id not skipped.  A key
- * already attached to our own lease is ours: an earlier claim whose answer
- * was lost.
+ * Try to claim node: false if it is skipped (counted in *skipped) or held
+ * by another server.  A key already attached to our own lease is ours: an
+ * earlier claim whose answer was lost.
+ */
+static bool
+node_lease_try(NodeClaim *claim, int node, const char *value, int *skipped)
+{
+	EtcdKeyValue holder;
+
+	if (claim->now_millis < claim->skip_until[node])
+	{
+		(*skipped)++;
+		return false;
+	}
+	if (etcd_create_if_absent(node_lease_node_key(node), value, node_lease_id, &holder) ||
+		(holder.found && holder.lease == node_lease_id))
+	{
+		node_lease_hold(claim, node);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The keys of node ids below 1024: one range for 0 and one for the keys
+ * that start with 1 to 9, since the six-digit keys, which all start with 0,
+ * sort between them.
+ */
+static void
+node_lease_decimal_ranges(char **keys, char **ends)
+{
+	keys[0] = psprintf("%s/nodes/0", snowflake_etcd_prefix);
+	ends[0] = psprintf("%s/nodes/00", snowflake_etcd_prefix);
+	keys[1] = psprintf("%s/nodes/1", snowflake_etcd_prefix);
+	ends[1] = psprintf("%s/nodes/:", snowflake_etcd_prefix);	/* '9' + 1 */
+}
+
+/*
+ * The lowest node id in [lo, hi), all six-digit ones, that no key holds,
+ * or -1: the keys of a block of such ids are one range, so each round
+ * counts NODE_LEASE_SEARCH_BLOCKS blocks in one request and goes into the
+ * first that is not full.  Four rounds cover 64,512 ids.
+ */
+static int
+node_lease_lowest_unheld(int lo, int hi)
+{
+	char	   *keys[NODE_LEASE_SEARCH_BLOCKS];
+	char	   *ends[NODE_LEASE_SEARCH_BLOCKS];
+	int64		counts[NODE_LEASE_SEARCH_BLOCKS];
+
+	Assert(lo >= NODE_LEASE_DECIMAL_NODES);
+	while (lo < hi)
+	{
+		int			size = (hi - lo + NODE_LEASE_SEARCH_BLOCKS - 1) / NODE_LEASE_SEARCH_BLOCKS;
+		int			blocks = (hi - lo + size - 1) / size;
+		int			i;
+
+		for (i = 0; i < blocks; i++)
+		{
+			keys[i] = node_lease_node_key(lo + i * size);
+			ends[i] = node_lease_node_key(Min(lo + (i + 1) * size, hi));
+		}
+		etcd_count_keys(blocks, keys, ends, counts);
+		for (i = 0; i < blocks; i++)
+			if (counts[i] < Min(lo + (i + 1) * size, hi) - (lo + i * size))
+				break;
+		if (i == blocks)
+			return -1;
+		if (size == 1)
+			return lo + i;
+		hi = Min(lo + (i + 1) * size, hi);
+		lo += i * size;
+	}
+	return -1;
+}
+
+/*
+ * Claim claim->wanted, or else the lowest free node id not skipped.  Below
+ * 1024 the keys are listed (at most 1024, about 130 kB of answer); from
+ * 1024 up free ones are found by counting, so that a claim costs a few small
+ * requests however many of the 65,536 node ids are held.
  */
 void
 node_lease_claim(NodeClaim *claim)
 {
 	char	   *value = node_lease_holder_value();
 	EtcdKeyValue holder;
-	bool		taken[SNOWFLAKE_NODE_LIMIT] = {false};
-	int			taken_count = 0;
+	bool		wide = snowflake_layout.max_node >= NODE_LEASE_DECIMAL_NODES;
+	int			decimal_end = Min(snowflake_layout.max_node + 1, NODE_LEASE_DECIMAL_NODES);
+	char	   *keys[2];
+	char	   *ends[2];
 	int			skipped = 0;
 	ListCell   *cell;
 	int			node;
@@ -330,39 +424,63 @@ node_lease_claim(NodeClaim *claim)
 		return;
 	}
 
-	foreach(cell, etcd_list_keys(psprintf("%s/nodes/", snowflake_etcd_prefix)))
+	/*
+	 * A key on our lease, of an earlier claim whose answer was lost, is ours
+	 * (below 1024 the listing shows it too).
+	 */
+	if (wide)
+		foreach(cell, etcd_lease_keys(node_lease_id))
 	{
-		EtcdKeyValue *kv = lfirst(cell);
-
-		node = node_lease_node_of_key(kv->key);
-		if (node < 0 || taken[node])
-			continue;
-		/* Claimed by an earlier try whose answer was lost: it is ours. */
-		if (kv->lease == node_lease_id && claim->now_millis >= claim->skip_until[node])
-		{
-			node_lease_hold(claim, node);
-			return;
-		}
-		taken[node] = true;
-		taken_count++;
-	}
-
-	for (node = 0; node <= snowflake_layout.max_node; node++)
-	{
-		if (taken[node])
-			continue;
-		if (claim->now_millis < claim->skip_until[node])
-		{
-			skipped++;
-			continue;
-		}
-		if (etcd_create_if_absent(node_lease_node_key(node), value, node_lease_id, &holder) ||
-			(holder.found && holder.lease == node_lease_id))
+		node = node_lease_node_of_key(lfirst(cell));
+		if (node >= 0 && claim->now_millis >= claim->skip_until[node])
 		{
 			node_lease_hold(claim, node);
 			return;
 		}
 	}
+
+	node_lease_decimal_ranges(keys, ends);
+	if (wide)
+	{
+		int64		counts[2];
+
+		etcd_count_keys(2, keys, ends, counts);
+		if (counts[0] + counts[1] >= NODE_LEASE_DECIMAL_NODES)
+			decimal_end = 0;	/* all held: nothing to list */
+	}
+	if (decimal_end > 0)
+	{
+		bool		taken[NODE_LEASE_DECIMAL_NODES] = {false};
+
+		foreach(cell, list_concat(etcd_list_keys(keys[0], ends[0]),
+								  etcd_list_keys(keys[1], ends[1])))
+		{
+			EtcdKeyValue *kv = lfirst(cell);
+
+			node = node_lease_node_of_key(kv->key);
+			if (node < 0 || node >= decimal_end || taken[node])
+				continue;
+			if (kv->lease == node_lease_id && claim->now_millis >= claim->skip_until[node])
+			{
+				node_lease_hold(claim, node);
+				return;
+			}
+			taken[node] = true;
+		}
+		for (node = 0; node < decimal_end; node++)
+			if (!taken[node] && node_lease_try(claim, node, value, &skipped))
+				return;
+	}
+
+	/* A try lost to another claimer, or skipped: look again above it. */
+	for (node = NODE_LEASE_DECIMAL_NODES; wide && node <= snowflake_layout.max_node; node++)
+	{
+		node = node_lease_lowest_unheld(node, snowflake_layout.max_node + 1);
+		if (node < 0 || node_lease_try(claim, node, value, &skipped))
+			break;
+	}
+	if (claim->node >= 0)
+		return;
 
 	if (skipped == 0)
 		claim->problem = psprintf("no free snowflake node id: all %d node ids under %s/nodes/ "
@@ -372,7 +490,50 @@ node_lease_claim(NodeClaim *claim)
 		claim->problem = psprintf("no free snowflake node id: %d node ids under %s/nodes/ are "
 								  "held, and the high-water marks of the other %d are too far "
 								  "ahead of this server's clock",
-								  taken_count, snowflake_etcd_prefix, skipped);
+								  snowflake_layout.max_node + 1 - skipped,
+								  snowflake_etcd_prefix, skipped);
+}
+
+/* A timestamp in UTC, whatever the server's TimeZone: 2024-01-01 00:00:00+00. */
+static char *
+node_lease_utc_text(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char		text[MAXDATELEN + 1];
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				errmsg("timestamp out of range"));
+	tm.tm_isdst = 0;			/* UTC, and say so: +00 */
+	EncodeDateTime(&tm, fsec, true, 0, NULL, USE_ISO_DATES, text);
+	return pstrdup(text);
+}
+
+/*
+ * The servers under one prefix must make IDs of one epoch and layout, or
+ * their IDs could repeat each other's or sort apart.  The first server to
+ * use the prefix records its own in <prefix>/layout (with no lease: it
+ * outlives every server); every later one compares before it claims a node
+ * id.  Returns NULL when they agree, else the refusal, naming both.
+ */
+char *
+node_lease_check_prefix(char **hint)
+{
+	char	   *key = psprintf("%s/layout", snowflake_etcd_prefix);
+	char	   *ours = psprintf("epoch %s, layout %s", node_lease_utc_text(snowflake_epoch),
+								snowflake_layout.text);
+	EtcdKeyValue record;
+
+	if (etcd_create_if_absent(key, ours, 0, &record) || !record.found ||
+		strcmp(record.value, ours) == 0)
+		return NULL;
+	*hint = psprintf("Every server under one etcd prefix needs the same snowflake.epoch and "
+					 "snowflake.layout: set this server's as %s says and restart it, or give "
+					 "it another snowflake.etcd_prefix.", key);
+	return psprintf("the etcd prefix %s is for IDs of %s, but this server makes IDs of %s",
+					snowflake_etcd_prefix, etcd_printable(record.value, 120), ours);
 }
 
 /*

@@ -32,6 +32,7 @@ typedef struct NodeLeaseMark
 extern void node_lease_grant(void);
 extern bool node_lease_keepalive(void);
 extern void node_lease_revoke(void);
+extern char *node_lease_check_prefix(char **hint);
 extern void node_lease_claim(NodeClaim *claim);
 extern void node_lease_release(int node);
 extern void node_lease_read_mark(int node, NodeLeaseMark *mark);

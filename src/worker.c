@@ -113,6 +113,7 @@ static void worker_report_message(const char *message, const char *detail,
 								  const char *hint);
 static void worker_refuse_message(SnowflakePhase phase, const char *message,
 								  const char *hint);
+static void worker_refuse_for_good(void);
 
 /*
  * Report a problem (worker_report) or publish why IDs are refused
@@ -253,6 +254,7 @@ typedef enum WorkerCall
 	WORKER_LEASE_GRANT,
 	WORKER_LEASE_KEEPALIVE,		/* -> out.lease_kept */
 	WORKER_LEASE_REVOKE,
+	WORKER_PREFIX_CHECK,		/* -> out.prefix */
 	WORKER_NODE_CLAIM,			/* claim (in and out) */
 	WORKER_NODE_RELEASE			/* node */
 } WorkerCall;
@@ -282,6 +284,7 @@ typedef struct WorkerStep
 		WorkerFileMark file;
 		NodeLeaseMark etcd;
 		bool		lease_kept;
+		MarkStoreRefusal prefix;	/* message NULL: epoch and layout agree */
 	}			out;
 } WorkerStep;
 
@@ -337,6 +340,9 @@ worker_do(WorkerStep *step)
 			break;
 		case WORKER_LEASE_REVOKE:
 			node_lease_revoke();
+			break;
+		case WORKER_PREFIX_CHECK:
+			step->out.prefix.message = node_lease_check_prefix(&step->out.prefix.hint);
 			break;
 		case WORKER_NODE_CLAIM:
 			node_lease_claim(step->claim);
@@ -752,6 +758,8 @@ failed:
 static int
 worker_acquire_node(void)
 {
+	bool		prefix_checked = false;
+
 	if (!worker_uses_etcd)
 		return snowflake_node_id;
 
@@ -759,6 +767,11 @@ worker_acquire_node(void)
 	{
 		NodeClaim	claim;
 		WorkerStep	step;
+		uint64		claim_started;
+		int64		answers_before;
+		int64		bytes_before;
+		int64		answers;
+		int64		bytes;
 
 		if (!node_lease_held() &&
 			!worker_run_on(WORKER_LEASE_GRANT, -1, &step, "lease a node id from etcd"))
@@ -768,6 +781,27 @@ worker_acquire_node(void)
 			continue;
 		}
 
+		/*
+		 * Before a claim: the prefix's servers make IDs of our epoch and
+		 * layout.
+		 */
+		if (!prefix_checked &&
+			!worker_run_on(WORKER_PREFIX_CHECK, -1, &step,
+						   "check the epoch and layout recorded under the etcd prefix"))
+		{
+			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
+			(void) worker_sleep(WORKER_RETRY_MS);
+			continue;
+		}
+		if (!prefix_checked && step.out.prefix.message != NULL)
+		{
+			worker_refuse(SNOWFLAKE_PHASE_EPOCH_CHANGED, step.out.prefix.hint,
+						  "%s", step.out.prefix.message);
+			worker_refuse_for_good();
+			return -1;
+		}
+		prefix_checked = true;
+
 		claim.wanted = snowflake_node_source == SNOWFLAKE_NODE_SOURCE_GUC ?
 			snowflake_node_id : -1;
 		claim.skip_until = worker_skip_until;
@@ -775,15 +809,22 @@ worker_acquire_node(void)
 		memset(&step, 0, sizeof(step));
 		step.call = WORKER_NODE_CLAIM;
 		step.claim = &claim;
+		claim_started = shared_state_monotonic_micros();
+		etcd_traffic(&answers_before, &bytes_before);
 		if (!worker_run(&step, "claim a node id in etcd"))
 			shared_state_set_phase(SNOWFLAKE_PHASE_FENCED);
 		else if (claim.node >= 0)
 		{
 			TimestampTz expires;
 
+			etcd_traffic(&answers, &bytes);
 			ereport(LOG,
 					errmsg("snowflake worker holds node id %d under etcd lease " INT64_FORMAT,
-						   claim.node, shared_state_get_lease(&expires)));
+						   claim.node, shared_state_get_lease(&expires)),
+					errdetail("The claim took %.1f ms, %lld etcd requests and %lld bytes of answers.",
+							  (shared_state_monotonic_micros() - claim_started) / 1000.0,
+							  (long long) (answers - answers_before),
+							  (long long) (bytes - bytes_before)));
 			return claim.node;
 		}
 		else
@@ -800,32 +841,39 @@ worker_acquire_node(void)
 }
 
 /*
- * The marks were written under another epoch or layout: issue nothing,
- * ever.  Returns only when the server shuts down.
+ * The refusal is published (worker_refuse) and stands for good: IDs made
+ * now could repeat or sort apart from others.  Issue nothing, ever; return
+ * only when the server shuts down.
  */
 static void
-worker_refuse_changed_epoch(TimestampTz other_epoch, const char *other_layout,
-							const char *holder)
+worker_refuse_for_good(void)
 {
-	if (other_layout != NULL && strcmp(other_layout, snowflake_layout.text) != 0)
-		worker_report(NULL,
-					  "Set snowflake.layout back and restart the server. No IDs are issued.",
-					  "snowflake.layout was changed: %s holds "
-					  "marks written under layout \"%s\", but the server runs with \"%s\"",
-					  holder, other_layout, snowflake_layout.text);
-	else
-		worker_report(NULL,
-					  "Set snowflake.epoch back and restart the server. No IDs are issued.",
-					  "snowflake.epoch was changed: %s holds "
-					  "marks written under epoch %s, but the server runs with %s",
-					  holder, pstrdup(timestamptz_to_str(other_epoch)),
-					  pstrdup(timestamptz_to_str(snowflake_epoch)));
-	shared_state_set_phase(SNOWFLAKE_PHASE_EPOCH_CHANGED);
 	/* The node id is of no use here: free it for other servers. */
 	if (worker_uses_etcd)
 		worker_revoke_lease();
 	while (!ShutdownRequestPending)
 		(void) worker_sleep(-1);
+}
+
+/* The marks were written under another epoch or layout. */
+static void
+worker_refuse_changed_epoch(TimestampTz other_epoch, const char *other_layout,
+							const char *holder)
+{
+	if (other_layout != NULL && strcmp(other_layout, snowflake_layout.text) != 0)
+		worker_refuse(SNOWFLAKE_PHASE_EPOCH_CHANGED,
+					  "Set snowflake.layout back and restart the server. No IDs are issued.",
+					  "snowflake.layout was changed: %s holds "
+					  "marks written under layout \"%s\", but the server runs with \"%s\"",
+					  holder, other_layout, snowflake_layout.text);
+	else
+		worker_refuse(SNOWFLAKE_PHASE_EPOCH_CHANGED,
+					  "Set snowflake.epoch back and restart the server. No IDs are issued.",
+					  "snowflake.epoch was changed: %s holds "
+					  "marks written under epoch %s, but the server runs with %s",
+					  holder, pstrdup(timestamptz_to_str(other_epoch)),
+					  pstrdup(timestamptz_to_str(snowflake_epoch)));
+	worker_refuse_for_good();
 }
 
 /*

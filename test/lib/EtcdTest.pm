@@ -412,7 +412,8 @@ sub node_keys
 		next unless $key =~ m{/nodes/(\d+)$};
 		my $raw = MIME::Base64::decode_base64($kv->{value} // '');
 		my $value = eval { json_decode($raw) } // $raw;
-		$keys{$1} = { lease => defined $kv->{lease} ? "$kv->{lease}" : undef, value => $value };
+		# from 1024 up the key has six digits (<prefix>/nodes/001024)
+		$keys{ $1 + 0 } = { lease => defined $kv->{lease} ? "$kv->{lease}" : undef, value => $value };
 	}
 	return \%keys;
 }
