@@ -90,16 +90,21 @@ functions_configured_layout(void)
 	return &snowflake_layout;
 }
 
-/* A layout given as an argument: a preset name or the custom form. */
+/*
+ * A layout given as an argument: a preset name or the custom form.  If
+ * preset_epoch is not NULL, it is set to the preset's own epoch (NULL for
+ * none).
+ */
 static SnowflakeLayout *
-functions_layout_argument(text * layout_text)
+functions_layout_argument(text * layout_text, const char **preset_epoch)
 {
 	char	   *text = text_to_cstring(layout_text);
 	SnowflakeLayout *layout = palloc(sizeof(SnowflakeLayout));
-	const char *preset_epoch;
+	const char *epoch_text;
 	char	   *problem;
 
-	if (!layout_parse(text, layout, &preset_epoch, &problem))
+	if (!layout_parse(text, layout, preset_epoch ? preset_epoch : &epoch_text,
+					  &problem))
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("invalid snowflake layout \"%s\"", text),
@@ -249,26 +254,16 @@ functions_decode(FunctionCallInfo fcinfo, int64 id, TimestampTz epoch,
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+/* The node id (want_node) or the sequence of an ID of the layout. */
 static int32
-functions_node_of(int64 id, const SnowflakeLayout *layout)
+functions_part_of(int64 id, const SnowflakeLayout *layout, bool want_node)
 {
 	int64		tick;
 	int			node;
 	int			sequence;
 
 	functions_split_id(id, layout, &tick, &node, &sequence);
-	return node;
-}
-
-static int32
-functions_sequence_of(int64 id, const SnowflakeLayout *layout)
-{
-	int64		tick;
-	int			node;
-	int			sequence;
-
-	functions_split_id(id, layout, &tick, &node, &sequence);
-	return sequence;
+	return want_node ? node : sequence;
 }
 
 PG_FUNCTION_INFO_V1(snowflake_nextval);
@@ -354,7 +349,7 @@ snowflake_timestamp_at_epoch(PG_FUNCTION_ARGS)
 	PG_RETURN_TIMESTAMPTZ(functions_id_to_timestamp(PG_GETARG_INT64(0),
 													PG_GETARG_TIMESTAMPTZ(1),
 													PG_NARGS() > 2 ?
-													functions_layout_argument(PG_GETARG_TEXT_PP(2)) :
+													functions_layout_argument(PG_GETARG_TEXT_PP(2), NULL) :
 													functions_original_layout()));
 }
 
@@ -362,20 +357,22 @@ PG_FUNCTION_INFO_V1(snowflake_node);
 Datum
 snowflake_node(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(functions_node_of(PG_GETARG_INT64(0),
+	PG_RETURN_INT32(functions_part_of(PG_GETARG_INT64(0),
 									  PG_NARGS() > 1 ?
-									  functions_layout_argument(PG_GETARG_TEXT_PP(1)) :
-									  functions_configured_layout()));
+									  functions_layout_argument(PG_GETARG_TEXT_PP(1), NULL) :
+									  functions_configured_layout(),
+									  true));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_sequence);
 Datum
 snowflake_sequence(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(functions_sequence_of(PG_GETARG_INT64(0),
-										  PG_NARGS() > 1 ?
-										  functions_layout_argument(PG_GETARG_TEXT_PP(1)) :
-										  functions_configured_layout()));
+	PG_RETURN_INT32(functions_part_of(PG_GETARG_INT64(0),
+									  PG_NARGS() > 1 ?
+									  functions_layout_argument(PG_GETARG_TEXT_PP(1), NULL) :
+									  functions_configured_layout(),
+									  false));
 }
 
 PG_FUNCTION_INFO_V1(snowflake_decode);
@@ -394,7 +391,7 @@ snowflake_decode_at_epoch(PG_FUNCTION_ARGS)
 	return functions_decode(fcinfo, PG_GETARG_INT64(0),
 							PG_GETARG_TIMESTAMPTZ(1),
 							PG_NARGS() > 2 ?
-							functions_layout_argument(PG_GETARG_TEXT_PP(2)) :
+							functions_layout_argument(PG_GETARG_TEXT_PP(2), NULL) :
 							functions_original_layout());
 }
 
@@ -418,7 +415,7 @@ snowflake_from_timestamp_at_epoch(PG_FUNCTION_ARGS)
 									  PG_GETARG_INT32(2),
 									  PG_GETARG_TIMESTAMPTZ(3),
 									  PG_NARGS() > 4 ?
-									  functions_layout_argument(PG_GETARG_TEXT_PP(4)) :
+									  functions_layout_argument(PG_GETARG_TEXT_PP(4), NULL) :
 									  functions_original_layout()));
 }
 
@@ -451,14 +448,10 @@ snowflake_layout_info(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		SnowflakeLayout *parsed = palloc(sizeof(SnowflakeLayout));
 		const char *preset_epoch;
-		char	   *problem;
 
 		name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-		if (!layout_parse(name, parsed, &preset_epoch, &problem))
-			(void) functions_layout_argument(PG_GETARG_TEXT_PP(0));
-		layout = parsed;
+		layout = functions_layout_argument(PG_GETARG_TEXT_PP(0), &preset_epoch);
 		epoch = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
 														CStringGetDatum(preset_epoch ?
 																		preset_epoch :
