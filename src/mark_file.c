@@ -160,10 +160,10 @@ mark_file_read(int node, int64 *etcd_revision)
 }
 
 /*
- * The epoch the file's marks were written under, if it is not the one the
- * server runs with: the marks are absolute times, but IDs of another epoch
- * would still collide with new ones (no table row may be left to say so).
- * Returns false when the file says nothing or the same epoch.
+ * The epoch and layout the file's marks were written under, if they are not
+ * the server's: the marks are absolute times, but IDs of another epoch or
+ * layout would still collide with new ones (no table row may be left to say
+ * so).  Returns false when the file says nothing or the same of both.
  */
 bool
 mark_file_other_epoch(TimestampTz *other, const char **other_layout)
